@@ -1,0 +1,22 @@
+"""kiln: make for machine images. `doit list` shows the roles; `doit <role> name=value ...` builds.
+
+Everything lives in tasks/; this file only hands doit its configuration and the generators.
+"""
+
+from pathlib import Path
+
+from tasks.config import doit_config
+from tasks.doit_tasks import image_tasks, sandbox_tasks
+
+ROOT = Path(__file__).resolve().parent
+DOIT_CONFIG = doit_config(ROOT)
+
+
+def task_images():  # type: ignore[no-untyped-def]
+    """One task per role (its images per distro and region), ancestors first."""
+    yield from image_tasks(ROOT)
+
+
+def task_sandbox():  # type: ignore[no-untyped-def]
+    """The sandbox's EC2 API on loopback."""
+    yield from sandbox_tasks(ROOT)

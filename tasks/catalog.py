@@ -1,0 +1,217 @@
+"""The catalog as data: roles (packer/<role>/role.toml), distros, customers, repository defaults."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import KilnError, valid_list
+from .schema import Field, Loaded, load, read_toml
+
+ROLE_SCHEMA = {
+    "description": Field(str, required=True),
+    "parent": Field(str),
+    "role_id": Field(str, content=True),
+    # false: no provisioning (the root); default provision/ansible/<role>.yml
+    "playbook": Field((str, bool)),
+    "inputs": Field(list, default=[]),
+    # e.g. "30d": the role's content changes with time (package updates), so the start of the
+    # current period is part of its fingerprint.
+    "refresh": Field(str),
+}
+
+_AWS_DISTRO = {
+    "owner": Field(str, required=True, content=True),
+    "name": Field(str, required=True, content=True),
+    "architecture": Field(str, default="x86_64", content=True),
+}
+_AZURE_DISTRO = {
+    "publisher": Field(str, required=True, content=True),
+    "offer": Field(str, required=True, content=True),
+    "sku": Field(str, required=True, content=True),
+}
+_LOCAL_DISTRO = {"suite": Field(str, required=True, content=True)}
+DISTRO_SCHEMA = {
+    "description": Field(str, required=True),
+    "family": Field(str, required=True, content=True),
+    "ssh_user": Field(str, required=True, content=True),
+    "ansible": Field(str, required=True, content=True),
+    "python": Field(str, default="/usr/bin/python3", content=True),
+    "aws": Field(dict, required=True, table=_AWS_DISTRO, content=True),
+    "azure": Field(dict, table=_AZURE_DISTRO, content=True),
+    "local": Field(dict, table=_LOCAL_DISTRO, content=True),
+}
+ANSIBLE_MODES = ("local", "remote")
+
+_EXPORT = {"properties": Field(str), "toml": Field(str), "json": Field(str)}
+_EXPORTS = {p: Field(dict, table=_EXPORT) for p in ("aws", "sandbox", "local", "azure")}
+CUSTOMER_SCHEMA = {
+    "description": Field(str, required=True),
+    "provider": Field(str, default="aws"),
+    "distro": Field(str, required=True),
+    "regions": Field(list, required=True),
+    "instance_type": Field(str, default="t3.small"),
+    "instance_profile": Field(str, default="packer-build"),
+    # Playbooks read secrets from here at build time through the instance profile: which
+    # bucket is content, the secrets themselves never touch kiln.
+    "secrets_bucket": Field(str, content=True),
+    "tags": Field(dict, free_table=True, default={}, content=True),
+    "ansible_vars": Field(dict, free_table=True, default={}, content=True),
+    "exports": Field(dict, table=_EXPORTS, default={}),
+}
+PACKAGE_SCHEMA = {"vpc_id": Field(str), "subnet_id": Field(str)}
+PROJECT_SCHEMA = {"customer": Field(str, required=True), "state": Field(str, default=".kiln")}
+
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    conf: Loaded
+
+    @property
+    def description(self) -> str:
+        return str(self.conf["description"])
+
+    @property
+    def parent(self) -> str | None:
+        parent = self.conf.get("parent")
+        return str(parent) if parent else None
+
+    @property
+    def role_id(self) -> str:
+        return str(self.conf.get("role_id", self.name))
+
+    @property
+    def playbook(self) -> str | None:
+        value = self.conf.get("playbook")
+        if value is False:
+            return None
+        if value is None or value is True:
+            return f"provision/ansible/{self.name}.yml"
+        return str(value)
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.conf.get("inputs", []))
+
+    @property
+    def refresh_days(self) -> int | None:
+        value = self.conf.get("refresh")
+        if value is None:
+            return None
+        match = re.fullmatch(r"(\d+)d", str(value))
+        if not match or int(match.group(1)) < 1:
+            raise KilnError(f"{self.conf.path}: key 'refresh' must be a number of days like \"30d\", not {value!r}")
+        return int(match.group(1))
+
+    def template_override(self, root: Path) -> Path | None:
+        path = root / "packer" / self.name / "template.pkr.hcl.j2"
+        return path if path.exists() else None
+
+
+@dataclass(frozen=True)
+class Distro:
+    name: str
+    conf: Loaded
+
+    @property
+    def ansible_mode(self) -> str:
+        return str(self.conf["ansible"])
+
+
+@dataclass(frozen=True)
+class Customer:
+    name: str
+    conf: Loaded
+    root: Path
+
+    def package(self, region: str) -> dict[str, str]:
+        """Network placement for a region: customers/<c>/package/<region>.toml, if any."""
+        path = self.root / "customers" / self.name / "package" / f"{region}.toml"
+        if not path.exists():
+            return {}
+        loaded = load(path, PACKAGE_SCHEMA, str(path.relative_to(self.root)))
+        return {k: v for k, v in loaded.values.items() if v}
+
+
+@dataclass(frozen=True)
+class Catalog:
+    root: Path
+    project: Loaded
+    roles: dict[str, Role]
+    distros: dict[str, Distro]
+    customer_names: list[str]
+
+    @property
+    def state(self) -> Path:
+        return self.root / str(self.project["state"])
+
+    def customer(self, name: str) -> Customer:
+        if name not in self.customer_names:
+            raise KilnError(f"variable customer: unknown customer '{name}'; valid: {valid_list(self.customer_names)}")
+        path = self.root / "customers" / name / "customer.toml"
+        conf = load(path, CUSTOMER_SCHEMA, f"customers/{name}/customer.toml")
+        return Customer(name, conf, self.root)
+
+    def chain(self, role: str) -> list[Role]:
+        """The role and its ancestors, root first."""
+        out: list[Role] = []
+        current: str | None = role
+        while current is not None:
+            out.append(self.roles[current])
+            current = self.roles[current].parent
+        return list(reversed(out))
+
+    def descendants(self, role: str) -> list[str]:
+        return [r for r in self.roles if r != role and role in (x.name for x in self.chain(r))]
+
+
+def _project(root: Path) -> Loaded:
+    data: dict[str, Any] = read_toml(root / "pyproject.toml", "pyproject.toml")
+    kiln = data.get("tool", {}).get("kiln")
+    if not isinstance(kiln, dict):
+        raise KilnError("pyproject.toml: missing table [tool.kiln] (customer = \"...\", state = \".kiln\")")
+    from .schema import check
+
+    values, _ = check(kiln, PROJECT_SCHEMA, "pyproject.toml", prefix="tool.kiln.")
+    return Loaded("pyproject.toml", values)
+
+
+def _dirs(path: Path) -> list[str]:
+    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))) if path.is_dir() else []
+
+
+def load_catalog(root: Path) -> Catalog:
+    project = _project(root)
+    roles: dict[str, Role] = {}
+    for name in _dirs(root / "packer"):
+        shown = f"packer/{name}/role.toml"
+        if not NAME.match(name):
+            raise KilnError(f"packer/{name}: role names are lower-case letters, digits, '.', '_' and '-'")
+        roles[name] = Role(name, load(root / shown, ROLE_SCHEMA, shown))
+    for role in roles.values():
+        if role.parent is not None and role.parent not in roles:
+            raise KilnError(
+                f"packer/{role.name}/role.toml: key 'parent' names unknown role '{role.parent}'; valid: {valid_list(roles)}"
+            )
+        seen = {role.name}
+        parent = role.parent
+        while parent is not None:
+            if parent in seen:
+                raise KilnError(f"packer/{role.name}/role.toml: key 'parent' makes a cycle through '{parent}'")
+            seen.add(parent)
+            parent = roles[parent].parent
+        role.refresh_days  # noqa: B018 - validates the value early
+    distros: dict[str, Distro] = {}
+    for name in _dirs(root / "distros"):
+        shown = f"distros/{name}/distro.toml"
+        conf = load(root / shown, DISTRO_SCHEMA, shown)
+        if conf["ansible"] not in ANSIBLE_MODES:
+            raise KilnError(f"{shown}: key 'ansible' must be one of {valid_list(ANSIBLE_MODES)}, not {conf['ansible']!r}")
+        distros[name] = Distro(name, conf)
+    customers = _dirs(root / "customers")
+    return Catalog(root, project, roles, distros, customers)

@@ -1,0 +1,137 @@
+"""doit task generators: one task per image (grouped by role), the renders they depend on, and
+the sandbox commands. Variables are read here, inside the generators, never at import."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from doit.exceptions import InvalidCommand
+from doit.tools import config_changed
+
+from . import guard
+from .catalog import Catalog, load_catalog
+from .engine import ImageKey, Run
+from .errors import KilnError
+from .fingerprints import input_files
+from .render import render_text, template_inputs, write_rendered
+
+# The run of this doit process, for the reporter (which learns the selected tasks).
+CURRENT: list[Run] = []
+RENDER_VERSION = "1"  # bump when render.py changes what it writes
+
+
+def _run(root: Path) -> Run:
+    if not CURRENT:
+        from .options import read_options
+
+        try:
+            catalog = load_catalog(root)
+            CURRENT.append(Run(catalog, read_options(catalog)))
+        except KilnError as err:
+            raise InvalidCommand(str(err)) from None
+    return CURRENT[0]
+
+
+def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
+    run = _run(root)
+    catalog, o = run.catalog, run.options
+    try:
+        # A missing playbook or role is a catalog mistake: say so before anything runs.
+        for role in catalog.roles.values():
+            playbook = run.options.playbook if run.options.playbook else role.playbook
+            input_files(catalog, role, role.playbook)
+            if playbook != role.playbook and playbook is not None:
+                input_files(catalog, role, playbook)
+    except KilnError as err:
+        raise InvalidCommand(str(err)) from None
+    for role in catalog.roles.values():
+        yield {"basename": role.name, "name": None, "doc": role.description}
+        for distro in o.distros:
+            render = f"_render:{role.name}/{distro}/{o.provider}/{o.customer}"
+            for region in o.regions:
+                key = ImageKey(role.name, distro, region)
+                deps = [render] + ([ImageKey(role.parent, distro, region).task] if role.parent else [])
+                yield {
+                    "basename": role.name,
+                    "name": f"{distro}@{region}",
+                    "title": lambda task, k=key: k.label,
+                    "actions": [(_build, [run, key])],
+                    "uptodate": [(_is_current, [run, key])],
+                    "task_dep": deps,
+                    "verbosity": 2,
+                }
+        for distro in o.distros:
+            yield _render_task(run, catalog, role.name, distro)
+
+
+def _render_task(run: Run, catalog: Catalog, role: str, distro: str) -> dict[str, Any]:
+    o = run.options
+    files = [
+        *template_inputs(catalog, catalog.roles[role], o.provider),
+        catalog.root / "packer" / role / "role.toml",
+        catalog.root / "distros" / distro / "distro.toml",
+        catalog.root / "customers" / o.customer / "customer.toml",
+    ]
+    target = run.rendered_path(role, distro)
+    name = f"_render:{role}/{distro}/{o.provider}/{o.customer}"
+    return {
+        "basename": "_render",
+        "name": f"{role}/{distro}/{o.provider}/{o.customer}",
+        "actions": [(_render, [run, name, role, distro, target])],
+        "file_dep": [str(f) for f in files],
+        "targets": [str(target)],
+        "uptodate": [config_changed(RENDER_VERSION)],
+        "clean": True,
+    }
+
+
+def _render(run: Run, name: str, role: str, distro: str, target: Path) -> object:
+    def go() -> None:
+        catalog = run.catalog
+        r = catalog.roles[role]
+        text = render_text(catalog, r, catalog.distros[distro], run.customer, run.options.provider, r.playbook)
+        write_rendered(text, target)
+
+    return guard.action(run.failures, name, go)
+
+
+def _is_current(task: Any, values: Any, run: Run, key: ImageKey) -> bool:
+    return guard.guarded(run.failures, key.task, lambda: run.is_current(key))
+
+
+def _build(run: Run, key: ImageKey) -> object:
+    return guard.action(run.failures, key.task, lambda: run.build(key))
+
+
+# -- sandbox commands --------------------------------------------------------------------------
+
+
+def sandbox_tasks(root: Path) -> Iterator[dict[str, Any]]:
+    def start() -> object:
+        from .sandbox import ensure_running
+
+        def go() -> None:
+            catalog = load_catalog(root)
+            guard.FAILURES.state = catalog.state
+            endpoint = ensure_running(catalog)
+            sys.stderr.write("kiln: sandbox EC2 API (fake keys: AWS_ACCESS_KEY_ID=testing); stop it with: doit sandbox-stop\n")
+            sys.stdout.write(endpoint + "\n")
+
+        return guard.action(guard.FAILURES, "sandbox", go)
+
+    def stop() -> object:
+        from .sandbox import stop as stop_sandbox
+
+        def go() -> None:
+            stopped = stop_sandbox(load_catalog(root))
+            sys.stderr.write("kiln: sandbox stopped\n" if stopped else "kiln: sandbox was not running\n")
+
+        return guard.action(guard.FAILURES, "sandbox-stop", go)
+
+    yield {"basename": "sandbox", "doc": "start the sandbox EC2 API (moto, loopback) if needed; print its endpoint",
+           "actions": [start], "uptodate": [False], "verbosity": 2}
+    yield {"basename": "sandbox-stop", "doc": "stop the sandbox started by provider=sandbox or doit sandbox",
+           "actions": [stop], "uptodate": [False], "verbosity": 2}

@@ -1,0 +1,285 @@
+"""One kiln run: the catalog and options, the provider (made on first cloud use), fingerprints,
+the up-to-date check shared by every image task, and the build."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .catalog import Catalog, Role
+from .errors import BuildFailed, Interrupted, KilnError
+from .exports import write_exports
+from .guard import FAILURES
+from .fingerprints import content_manifest, fingerprint_of
+from .options import Options
+from .packer_bin import packer_version
+from .packer_run import run_packer
+from .providers.base import CloudImage
+from .results import ImageRow, Results
+from .statcache import StatCache
+
+
+@dataclass(frozen=True)
+class ImageKey:
+    role: str
+    distro: str
+    region: str
+
+    @property
+    def task(self) -> str:
+        return f"{self.role}:{self.distro}@{self.region}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.role}/{self.distro}/{self.region}"
+
+
+def hcl_value(value: Any) -> str:
+    if isinstance(value, dict):
+        inner = "\n".join(f"  {hcl_value(str(k))} = {hcl_value(v)}" for k, v in sorted(value.items()))
+        return "{\n" + inner + "\n}"
+    # JSON string escapes are HCL's; template sequences must not be interpreted.
+    return json.dumps(str(value)).replace("${", "$${").replace("%{", "%%{")
+
+
+class Run:
+    def __init__(self, catalog: Catalog, options: Options) -> None:
+        self.catalog = catalog
+        self.options = options
+        self.customer = catalog.customer(options.customer)
+        self.state = catalog.state
+        self.results = Results(self.state / "results.sqlite")
+        self.statcache = StatCache(self.state / "statcache.sqlite")
+        self.selected: set[str] = set()
+        FAILURES.state = self.state
+        self.failures = FAILURES
+        self.counts: Counter[str] = Counter()
+        self._provider: Any = None
+        self._fingerprints: dict[ImageKey, tuple[str, dict[str, Any]]] = {}
+        self._confirmed: set[str] = set()
+        self._lock = threading.RLock()
+        self._git: str | None = None
+
+    # -- what the command line asked ----------------------------------------------------------
+
+    def named(self, role: str) -> bool:
+        return any(s == role or s.startswith(f"{role}:") for s in self.selected)
+
+    def forced(self, key: ImageKey) -> bool:
+        if self.options.force == "1":
+            return self.named(key.role)
+        if self.options.force == "chain":
+            return any(self.named(r) and key.role in (x.name for x in self.catalog.chain(r)) for r in self.catalog.roles)
+        return False
+
+    def playbook(self, role: Role) -> tuple[str | None, bool]:
+        """(playbook path, is an override): the override applies to the named roles only."""
+        if self.options.playbook and role.playbook is not None and self.named(role.name):
+            return self.options.playbook, True
+        return role.playbook, False
+
+    # -- parts made on first use --------------------------------------------------------------
+
+    @property
+    def provider(self) -> Any:
+        with self._lock:
+            if self._provider is None:
+                if self.options.provider == "sandbox":
+                    from .providers.sandbox import SandboxProvider
+
+                    self._provider = SandboxProvider(self.catalog, self.state)
+                elif self.options.provider == "aws":
+                    from .providers.aws import AwsProvider
+
+                    self._provider = AwsProvider(self.catalog.distros, self.state)
+                else:
+                    raise KilnError(f"variable provider: provider '{self.options.provider}' is not available yet; use aws or sandbox")
+            return self._provider
+
+    def rendered_path(self, role: str, distro: str) -> Path:
+        o = self.options
+        return self.state / "rendered" / o.provider / o.customer / distro / f"{role}.pkr.hcl"
+
+    def git_commit(self) -> str | None:
+        if self._git is None:
+            proc = subprocess.run(["git", "-C", str(self.catalog.root), "rev-parse", "HEAD"],
+                                  capture_output=True, text=True, check=False)
+            self._git = proc.stdout.strip() if proc.returncode == 0 else ""
+        return self._git or None
+
+    # -- fingerprints -------------------------------------------------------------------------
+
+    def fingerprint(self, key: ImageKey) -> tuple[str, dict[str, Any]]:
+        with self._lock:
+            if key in self._fingerprints:
+                return self._fingerprints[key]
+        role = self.catalog.roles[key.role]
+        if role.parent is not None:
+            origin = {"parent_fingerprint": self.fingerprint(ImageKey(role.parent, key.distro, key.region))[0]}
+        else:
+            origin = self.provider.vendor_image(key.region, key.distro).identity()
+        playbook, override = self.playbook(role)
+        rendered = self.rendered_path(key.role, key.distro)
+        if not rendered.exists():
+            raise KilnError(f"{rendered}: rendered template missing; run the whole task, not the image alone")
+        manifest = content_manifest(
+            self.catalog, self.statcache, role=role, distro=key.distro, customer=self.customer,
+            provider=self.options.provider, rendered=rendered, playbook=playbook, override=override, origin=origin,
+        )
+        self.statcache.save()
+        result = (fingerprint_of(manifest), manifest)
+        with self._lock:
+            self._fingerprints[key] = result
+        return result
+
+    # -- up to date ---------------------------------------------------------------------------
+
+    def _cloud(self, region: str) -> dict[str, list[CloudImage]]:
+        found: dict[str, list[CloudImage]] = self.provider.images_by_fingerprint(region)
+        with self._lock:
+            first = region not in self._confirmed
+            self._confirmed.add(region)
+        if first:
+            self.results.confirmed(self.options.provider, self.provider.account(), region)
+        return found
+
+    def is_current(self, key: ImageKey) -> bool:
+        fp, manifest = self.fingerprint(key)
+        if self.forced(key):
+            return False
+        provider, account = self.options.provider, self.provider.account()
+        cloud = self._cloud(key.region).get(fp, [])
+        known = {r["image_id"] for r in self.results.images_for(provider, account, key.region, fp)}
+        cloud_ids = {i.image_id for i in cloud}
+        # An image the database knows but the cloud lost (deregistered behind kiln's back).
+        self.results.mark_gone(provider, account, key.region, sorted(known - cloud_ids))
+        if not cloud:
+            return False
+        image = cloud[0]
+        if image.image_id not in known:
+            self._record(key, image, fp, manifest, origin="adopted")
+            self.counts["adopted"] += 1
+            self.say(f"{key.label}: adopted {image.image_id} (same fingerprint, built elsewhere)")
+        else:
+            self.counts["up to date"] += 1
+        return True
+
+    def _record(self, key: ImageKey, image: CloudImage, fp: str, manifest: dict[str, Any], origin: str,
+                build_id: int | None = None) -> None:
+        _, override = self.playbook(self.catalog.roles[key.role])
+        row = ImageRow(
+            provider=self.options.provider, account=self.provider.account(), region=key.region,
+            customer=self.options.customer, distro=key.distro, role=key.role, fingerprint=fp,
+            image_id=image.image_id, image_name=image.name, parent_image=image.tags.get("parent-image"),
+            source_image=image.tags.get("parent-image"), origin=origin, manifest=manifest,
+            packer_version=packer_version() if origin == "built" else None,
+            git_commit=self.git_commit() if origin == "built" else None,
+            playbook_override=manifest.get("playbook_override") if override else None,
+        )
+        with self.results.write() as con:
+            self.results.record_image(row, con)
+            if build_id is not None:
+                self.results.finish_build(build_id, "ok", image.image_id, con=con)
+        write_exports(self, key.distro, key.region)
+
+    # -- building -----------------------------------------------------------------------------
+
+    def source_image(self, key: ImageKey) -> str:
+        role = self.catalog.roles[key.role]
+        if role.parent is None:
+            return str(self.provider.vendor_image(key.region, key.distro).image_id)
+        parent = ImageKey(role.parent, key.distro, key.region)
+        found = self._cloud(key.region).get(self.fingerprint(parent)[0])
+        if not found:
+            raise KilnError(f"{key.label}: parent {parent.label} has no image; build it first (doit {role.parent})")
+        return found[0].image_id
+
+    def build(self, key: ImageKey) -> None:
+        fp, manifest = self.fingerprint(key)
+        role = self.catalog.roles[key.role]
+        provider = self.provider
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        name = f"{key.role}-{key.distro}-{fp[:12]}-{stamp}"
+        source = self.source_image(key)
+        playbook, override = self.playbook(role)
+        tags = {
+            **self.customer.conf.get("tags", {}),
+            "Name": name, "distro-id": key.distro, "role-id": role.role_id, "kiln-role": key.role,
+            "customer": self.options.customer, "parent-image": source, "built-by": "kiln",
+        }
+        if override and playbook:
+            tags["playbook-override"] = playbook
+        o = self.options
+        place = f"{o.provider}/{o.customer}/{key.distro}/{key.region}/{key.role}"
+        workdir = self.state / "work" / place
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True, exist_ok=True)
+        logs = self.state / "logs" / place
+        logs.mkdir(parents=True, exist_ok=True)
+        log = logs / f"{stamp}.log"
+        variables: dict[str, Any] = {
+            "region": key.region, "source_ami": source, "image_name": name, "tags": tags,
+            "manifest_path": str(workdir / "manifest.json"),
+            "instance_type": str(self.customer.conf["instance_type"]),
+            "instance_profile": str(self.customer.conf["instance_profile"]),
+            "ansible_dir": str(self.catalog.root / "provision" / "ansible"),
+            "playbook_file": str(self.catalog.root / playbook) if playbook else "",
+        }
+        if o.provider == "aws":
+            variables.update(self.customer.package(key.region))
+        variables.update(provider.packer_vars(key.region))
+        var_file = workdir / "kiln.pkrvars.hcl"
+        var_file.write_text("".join(f"{k} = {hcl_value(v)}\n" for k, v in sorted(variables.items())))
+        (workdir / "manifest.kiln.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        env = provider.packer_env()
+        self.warn_expiry()
+        build_id = self.results.start_build(o.provider, key.region, o.customer, key.distro, key.role, fp, log)
+        self.say(f"{key.label}: building {name} from {source} (log {log})")
+        try:
+            image_id = run_packer(key.label, self.rendered_path(key.role, key.distro), var_file, workdir, log, env,
+                                  debug=o.debug and self.named(key.role))
+        except Interrupted as err:
+            self.results.finish_build(build_id, "interrupted", message=str(err))
+            raise
+        except (BuildFailed, KilnError) as err:
+            self.results.finish_build(build_id, "failed", message=str(err))
+            raise
+        # The fingerprint tag is the commit point: only a finished, tagged image is ever found.
+        image = provider.describe_image(key.region, image_id)
+        if image is None:
+            self.results.finish_build(build_id, "failed", image_id, "image vanished after the build")
+            raise BuildFailed(f"Packer reported {image_id} but {key.region} does not have it", str(log))
+        try:
+            provider.tag_image(key.region, image, {"fingerprint": fp})
+        except KilnError as err:
+            self.results.finish_build(build_id, "failed", image_id, f"tagging failed: {err}")
+            raise BuildFailed(f"{image_id} was built but could not be tagged ({err}); it will not be reused", str(log)) from None
+        image = CloudImage(image.image_id, image.name, image.region, image.created, {**image.tags, "fingerprint": fp},
+                           image.snapshot_ids)
+        provider.remember(key.region, image)
+        self._record(key, image, fp, manifest, origin="built", build_id=build_id)
+        self.counts["built"] += 1
+        self.say(f"{key.label}: built {image_id}")
+
+    def warn_expiry(self) -> None:
+        expiry = self.provider.credentials_expiry()
+        if expiry is not None:
+            import time
+
+            left = expiry - time.time()
+            if left < 30 * 60:
+                self.say(f"warning: the AWS credentials expire in {int(left // 60)} minutes, before a build usually ends")
+
+    @staticmethod
+    def say(text: str) -> None:
+        import sys
+
+        sys.stderr.write(f"kiln: {text}\n")
+        sys.stderr.flush()

@@ -1,0 +1,66 @@
+"""Files downstream tools read: `<role>=<image-id>` properties (the legacy format), TOML, JSON.
+
+Where they go is the customer's choice per provider (customer.toml [exports.<provider>]);
+sandbox and local exports stay in the state folder so a demo never overwrites real ids.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import tomli_w
+
+from .errors import KilnError
+
+if TYPE_CHECKING:
+    from .engine import Run
+
+_lock = threading.Lock()
+
+
+def render_export(kind: str, images: dict[str, str], header: str) -> str:
+    if kind == "properties":
+        return f"# {header}\n" + "".join(f"{role}={image}\n" for role, image in images.items())
+    if kind == "toml":
+        return f"# {header}\n" + tomli_w.dumps({"images": images})
+    return json.dumps({"images": images}, indent=2) + "\n"
+
+
+def export_paths(run: Run, distro: str, region: str) -> dict[str, Path]:
+    exports: dict[str, Any] = run.customer.conf.get("exports", {}).get(run.options.provider) or {}
+    out: dict[str, Path] = {}
+    for kind, pattern in exports.items():
+        if not pattern:
+            continue
+        try:
+            text = pattern.format(state=run.state, distro=distro, region=region, customer=run.options.customer)
+        except (KeyError, IndexError) as err:
+            raise KilnError(
+                f"customers/{run.options.customer}/customer.toml: exports.{run.options.provider}.{kind}: unknown"
+                f" placeholder {err}; valid: {{state}}, {{distro}}, {{region}}, {{customer}}"
+            ) from None
+        out[kind] = run.catalog.root / text
+    return out
+
+
+def write_exports(run: Run, distro: str, region: str) -> None:
+    paths = export_paths(run, distro, region)
+    if not paths:
+        return
+    current = run.results.current(run.options.provider, run.provider.account(), run.options.customer, distro, region)
+    order = list(run.catalog.roles)
+    images = {role: current[role] for role in sorted(current, key=order.index) if role in order}
+    header = f"written by kiln for {run.options.customer}/{distro}/{region} ({run.options.provider}); do not edit"
+    with _lock:
+        for kind, path in paths.items():
+            text = render_export(kind, images, header)
+            if path.exists() and path.read_text() == text:
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            tmp.replace(path)

@@ -1,0 +1,67 @@
+"""Every task body runs under a guard: a known error becomes one recorded line with its exit
+code; anything else is a bug of ours, logged with its traceback, and still one line on screen."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+from doit.exceptions import TaskFailed
+
+from .errors import EXIT_ERROR, BuildFailed, Interrupted, KilnError
+
+T = TypeVar("T")
+
+
+class Failures:
+    def __init__(self, state: Path) -> None:
+        self.state = state
+        self.by_task: dict[str, tuple[int, str]] = {}
+
+    def record(self, task: str, code: int, message: str) -> None:
+        self.by_task.setdefault(task, (code, message))
+
+    def internal(self, task: str, err: BaseException) -> str:
+        log = self.state / "logs" / "kiln-errors.log"
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            with log.open("a") as fh:
+                fh.write(f"--- {datetime.now(UTC).isoformat()} {task}\n")
+                fh.write("".join(traceback.format_exception(err)))
+            where = f"; see {log}"
+        except OSError:
+            where = ""
+        message = f"internal error: {type(err).__name__}: {' '.join(str(err).split())}{where}"
+        self.record(task, EXIT_ERROR, message)
+        return message
+
+
+def guarded(failures: Failures, task: str, fn: Callable[[], T]) -> T:
+    """Run fn; record and re-raise what goes wrong (for uptodate checks)."""
+    try:
+        return fn()
+    except (KilnError, BuildFailed, Interrupted) as err:
+        failures.record(task, err.exit_code, str(err))
+        raise
+    except Exception as err:
+        failures.internal(task, err)
+        raise
+
+
+def action(failures: Failures, task: str, fn: Callable[[], object]) -> TaskFailed | None:
+    """Run fn as a doit action: a failure is a TaskFailed with one line, never a traceback."""
+    try:
+        fn()
+    except (KilnError, BuildFailed, Interrupted) as err:
+        failures.record(task, err.exit_code, str(err))
+        return TaskFailed(str(err))
+    except Exception as err:
+        return TaskFailed(failures.internal(task, err))
+    return None
+
+
+# One registry per doit process: the reporter reads it to print each failure as one line.
+FAILURES = Failures(Path(".kiln"))

@@ -1,0 +1,121 @@
+"""The command line's `name=value` variables, checked, with where each value came from.
+
+Read only inside task generators: doit's get_var is empty outside its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.util import find_spec
+from pathlib import Path
+
+from doit import doit_cmd
+
+from .catalog import Catalog
+from .errors import KilnError, valid_list
+
+PROVIDERS = ("aws", "sandbox", "local", "azure")
+FORCE_VALUES = ("0", "1", "chain")
+# Every variable any kiln command reads; anything else on the command line is a typo.
+KNOWN_VARIABLES = (
+    "region", "distro", "customer", "provider", "force", "playbook", "debug", "copy",
+    "role", "image", "reason", "keep", "apply", "format", "vpc", "subnet",
+)
+
+
+@dataclass(frozen=True)
+class Options:
+    provider: str
+    customer: str
+    distros: tuple[str, ...]
+    regions: tuple[str, ...]
+    force: str = "0"
+    playbook: str | None = None
+    debug: bool = False
+    provenance: dict[str, str] = field(default_factory=dict)
+
+
+def cmdline_vars() -> dict[str, str]:
+    return dict(doit_cmd._CMDLINE_VARS or {})
+
+
+@cache
+def aws_regions() -> frozenset[str]:
+    """Region names from botocore's endpoint data, read as JSON: no boto3 import."""
+    spec = find_spec("botocore")
+    if spec is None or spec.origin is None:
+        return frozenset()
+    data = json.loads((Path(spec.origin).parent / "data" / "endpoints.json").read_text())
+    return frozenset(r for p in data["partitions"] for r in p["regions"])
+
+
+def _list(value: str, name: str) -> tuple[str, ...]:
+    items = tuple(v.strip() for v in value.split(","))
+    if not value.strip() or any(not v for v in items):
+        raise KilnError(f"variable {name}: {value!r} is not a comma list of names, e.g. {name}=us-east-1,eu-west-1")
+    return items
+
+
+def _flag(vars_: dict[str, str], name: str) -> bool:
+    value = vars_.get(name, "0")
+    if value not in ("0", "1"):
+        raise KilnError(f"variable {name}: {value!r} is not valid; valid: 0, 1")
+    return value == "1"
+
+
+def read_options(catalog: Catalog) -> Options:
+    vars_ = cmdline_vars()
+    unknown = sorted(set(vars_) - set(KNOWN_VARIABLES))
+    if unknown:
+        raise KilnError(f"variable {unknown[0]}: unknown variable; valid: {valid_list(KNOWN_VARIABLES)}")
+    prov: dict[str, str] = {}
+
+    def pick(name: str, default: str, source: str) -> str:
+        if name in vars_:
+            prov[name] = "command line"
+            return vars_[name]
+        prov[name] = source
+        return default
+
+    customer_name = pick("customer", str(catalog.project["customer"]), "pyproject.toml:tool.kiln.customer")
+    customer = catalog.customer(customer_name)
+    cfile = f"customers/{customer_name}/customer.toml"
+    provider = pick("provider", str(customer.conf["provider"]), f"{cfile}:provider")
+    if provider not in PROVIDERS:
+        raise KilnError(f"variable provider ({prov['provider']}): unknown provider '{provider}'; valid: {valid_list(PROVIDERS)}")
+    distros = _list(pick("distro", str(customer.conf["distro"]), f"{cfile}:distro"), "distro")
+    for d in distros:
+        if d not in catalog.distros:
+            raise KilnError(f"variable distro ({prov['distro']}): unknown distro '{d}'; valid: {valid_list(catalog.distros)}")
+    regions = _list(pick("region", ",".join(customer.conf["regions"]), f"{cfile}:regions"), "region")
+    if provider in ("aws", "sandbox"):
+        known = aws_regions()
+        for r in regions:
+            if known and r not in known:
+                raise KilnError(
+                    f"variable region ({prov['region']}): unknown AWS region '{r}'; valid: {valid_list(known)}"
+                )
+    elif provider == "local":
+        regions = ("local",)
+    for r in regions:
+        if not re.fullmatch(r"[a-z0-9-]+", r):
+            raise KilnError(f"variable region: {r!r} is not a region name")
+    force = vars_.get("force", "0")
+    if force not in FORCE_VALUES:
+        raise KilnError(f"variable force: {force!r} is not valid; valid: {valid_list(FORCE_VALUES)}")
+    playbook = vars_.get("playbook") or None
+    if playbook is not None and not (catalog.root / playbook).is_file():
+        raise KilnError(f"variable playbook: {playbook} does not exist (a path relative to {catalog.root})")
+    return Options(
+        provider=provider,
+        customer=customer_name,
+        distros=tuple(dict.fromkeys(distros)),
+        regions=tuple(dict.fromkeys(regions)),
+        force=force,
+        playbook=playbook,
+        debug=_flag(vars_, "debug"),
+        provenance=prov,
+    )

@@ -1,0 +1,120 @@
+"""One `packer build`: own process group, working directory in the state folder, lines streamed
+live with the image's name and kept in a log, the artifact read from the manifest post-processor."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from . import interrupts
+from .errors import BuildFailed, Interrupted, KilnError
+from .packer_bin import packer_path
+
+_print_lock = threading.Lock()
+
+
+def _unescape(text: str) -> str:
+    return text.replace("%!(PACKER_COMMA)", ",").replace("\\n", "\n").replace("\\r", "")
+
+
+def _show(prefix: str, text: str) -> None:
+    with _print_lock:
+        for line in text.splitlines() or [""]:
+            sys.stdout.write(f"{prefix} {line}\n")
+        sys.stdout.flush()
+
+
+def parse_artifact(manifest: Path) -> str | None:
+    """The image id of this run's artifact, from the manifest post-processor's file."""
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    run = data.get("last_run_uuid")
+    for build in reversed(data.get("builds", [])):
+        if build.get("packer_run_uuid") == run and build.get("artifact_id"):
+            return str(build["artifact_id"]).split(",")[0].split(":")[-1]
+    return None
+
+
+def run_packer(image: str, template: Path, var_file: Path, workdir: Path, log: Path, env: dict[str, str],
+               debug: bool = False) -> str:
+    """Build; return the image id. Raises BuildFailed, Interrupted or KilnError."""
+    if interrupts.interrupted.is_set():
+        raise Interrupted("interrupted before the build started")
+    manifest = workdir / "manifest.json"
+    manifest.unlink(missing_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PACKER_"))}
+    full_env.update(env)
+    full_env.update({
+        "CHECKPOINT_DISABLE": "1",  # Packer would otherwise ask the internet for new versions
+        "PACKER_CACHE_DIR": str(workdir / "cache"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "PACKER_NO_COLOR": "1",
+    })
+    cmd = [packer_path(), "build", f"-var-file={var_file}", str(template)]
+    if debug:
+        cmd[2:2] = ["-debug"]
+        return _run_debug(image, cmd, workdir, full_env, manifest)
+    cmd[2:2] = ["-machine-readable", "-color=false"]
+    prefix = f"[{image}]"
+    errors: list[str] = []
+    with log.open("w") as out:
+        out.write(f"# {' '.join(cmd)}\n# cwd {workdir}\n")
+        try:
+            proc = subprocess.Popen(cmd, cwd=workdir, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+        except OSError as err:
+            raise KilnError(f"packer: cannot start {cmd[0]}: {err.strerror}") from None
+        interrupts.register(proc.pid, image, str(log))
+        try:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                out.write(raw)
+                out.flush()
+                fields = raw.rstrip("\n").split(",", 4)
+                if len(fields) >= 4 and fields[2] == "ui":
+                    kind, text = fields[3], _unescape(fields[4] if len(fields) > 4 else "")
+                    if kind == "error":
+                        errors.append(text.strip())
+                    _show(prefix, text.rstrip())
+                elif len(fields) < 3 or not fields[0].isdigit():
+                    _show(prefix, raw.rstrip())  # plain output (a crash, a panic)
+            code = proc.wait()
+        finally:
+            interrupts.unregister(proc.pid)
+            if proc.poll() is None:  # we are leaving without Packer having finished
+                os.killpg(proc.pid, 2)
+                proc.wait()
+    if interrupts.interrupted.is_set():
+        raise Interrupted(f"interrupted; Packer cleaned up; see {log}")
+    if code != 0:
+        last = next((e for e in reversed(errors) if e), f"packer exited with code {code}")
+        raise BuildFailed(f"packer build failed: {last.splitlines()[-1] if last else code}", str(log))
+    artifact = parse_artifact(manifest)
+    if artifact is None:
+        raise BuildFailed("packer build finished but produced no image (zero artifacts)", str(log))
+    return artifact
+
+
+def _run_debug(image: str, cmd: list[str], workdir: Path, env: dict[str, str], manifest: Path) -> str:
+    """Packer's step debugger needs the terminal: run it plainly, in the foreground."""
+    if not sys.stdin.isatty():
+        raise KilnError("variable debug: debug=1 needs a terminal on stdin (Packer waits for Enter at each step)")
+    try:
+        code = subprocess.call(cmd, cwd=workdir, env=env)
+    finally:
+        # Packer -debug writes the temporary private key into its working directory.
+        for key in workdir.glob("*.pem"):
+            key.unlink(missing_ok=True)
+    if code != 0:
+        raise BuildFailed(f"packer build -debug failed with code {code}")
+    artifact = parse_artifact(manifest)
+    if artifact is None:
+        raise BuildFailed("packer build finished but produced no image (zero artifacts)")
+    return artifact

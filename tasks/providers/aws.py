@@ -1,0 +1,252 @@
+"""AWS through boto3's standard credential chain (profiles, AWS_PROFILE, SSO, env), imported lazily."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..catalog import Distro
+from ..errors import KilnError
+from .base import CloudImage, VendorImage
+
+T = TypeVar("T")
+
+_CRED_HINT = "set AWS_PROFILE, run 'aws configure' or 'aws sso login', or export AWS_ACCESS_KEY_ID"
+
+
+class AwsProvider:
+    name = "aws"
+
+    def __init__(self, distros: dict[str, Distro], state: Path, endpoint: str | None = None) -> None:
+        self._distros = distros
+        self._state = state
+        self._endpoint = endpoint
+        self._lock = threading.RLock()
+        self._session: Any = None
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._ours: dict[str, list[CloudImage]] = {}
+        self._vendor: dict[str, list[dict[str, Any]]] = {}
+        self._account: str | None = None
+        self.calls: list[str] = []  # every cloud call of this run, for the summary and benchmarks
+
+    # -- session and clients ----------------------------------------------------------------
+
+    def _new_session(self) -> Any:
+        import boto3
+
+        return boto3.Session()
+
+    def session(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                self._session = self._new_session()
+            return self._session
+
+    def client(self, service: str, region: str) -> Any:
+        with self._lock:
+            key = (service, region)
+            if key not in self._clients:
+                from botocore.config import Config
+
+                config = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=10, read_timeout=60)
+                self._clients[key] = self.session().client(
+                    service, region_name=region, endpoint_url=self._endpoint, config=config
+                )
+            return self._clients[key]
+
+    def call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one cloud call; its failures become one-line errors naming the call."""
+        from botocore.exceptions import (
+            BotoCoreError,
+            ClientError,
+            EndpointConnectionError,
+            NoCredentialsError,
+            NoRegionError,
+            TokenRetrievalError,
+            UnauthorizedSSOTokenError,
+        )
+
+        self.calls.append(what)
+        try:
+            return fn()
+        except NoCredentialsError:
+            raise KilnError(f"AWS credentials: none found for {what}; {_CRED_HINT}") from None
+        except (TokenRetrievalError, UnauthorizedSSOTokenError):
+            raise KilnError(f"AWS credentials: the SSO session has expired ({what}); run 'aws sso login'") from None
+        except ClientError as err:
+            code = err.response.get("Error", {}).get("Code", "Error")
+            message = err.response.get("Error", {}).get("Message", "")
+            if code in ("ExpiredToken", "ExpiredTokenException", "RequestExpired"):
+                raise KilnError(f"AWS credentials: expired ({what}); refresh them ({_CRED_HINT})") from None
+            if code in ("AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
+                raise KilnError(f"AWS credentials: rejected by {what} ({code}); {_CRED_HINT}") from None
+            if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
+                raise KilnError(f"AWS permissions: {what} was denied ({code}); grant the action to this identity") from None
+            raise KilnError(f"AWS {what}: {code}: {message}") from None
+        except EndpointConnectionError as err:
+            raise KilnError(f"AWS {what}: cannot reach the endpoint ({err.kwargs.get('endpoint_url', '')})") from None
+        except NoRegionError:
+            raise KilnError(f"AWS {what}: no region given") from None
+        except BotoCoreError as err:
+            text = str(err)
+            if "expired" in text.lower():
+                raise KilnError(f"AWS credentials: expired ({what}); {_CRED_HINT}") from None
+            raise KilnError(f"AWS {what}: {text}") from None
+
+    def _frozen(self) -> Any:
+        session = self.session()
+        creds = self.call("credentials", session.get_credentials)
+        if creds is None:
+            raise KilnError(f"AWS credentials: none found; {_CRED_HINT}")
+        frozen = self.call("credentials", creds.get_frozen_credentials)
+        expiry = getattr(creds, "_expiry_time", None)
+        if expiry is not None:
+            left = expiry.timestamp() - time.time()
+            if left <= 0:
+                raise KilnError(f"AWS credentials: expired; {_CRED_HINT}")
+        return frozen
+
+    def credentials_expiry(self) -> float | None:
+        creds = self.session().get_credentials()
+        expiry = getattr(creds, "_expiry_time", None) if creds is not None else None
+        return expiry.timestamp() if expiry is not None else None
+
+    # -- identity ---------------------------------------------------------------------------
+
+    def account(self) -> str:
+        with self._lock:
+            if self._account is None:
+                # The account per access key is remembered (hashed: no key id is stored), so a
+                # no-op run makes no STS call after the first.
+                frozen = self._frozen()
+                key = hashlib.sha256(f"{self._endpoint}|{frozen.access_key}".encode()).hexdigest()[:24]
+                cache = self._state / "accounts.json"
+                known: dict[str, str] = {}
+                try:
+                    known = json.loads(cache.read_text())
+                except (OSError, ValueError):
+                    known = {}
+                if key in known:
+                    self._account = known[key]
+                else:
+                    sts = self.client("sts", "us-east-1")
+                    self._account = str(self.call("sts GetCallerIdentity", sts.get_caller_identity)["Account"])
+                    known[key] = self._account
+                    try:
+                        cache.parent.mkdir(parents=True, exist_ok=True)
+                        cache.write_text(json.dumps(known, indent=1))
+                    except OSError:
+                        pass
+            return self._account
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _image(region: str, raw: dict[str, Any]) -> CloudImage:
+        return CloudImage(
+            image_id=raw["ImageId"],
+            name=raw.get("Name", ""),
+            region=region,
+            created=raw.get("CreationDate", ""),
+            tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
+            snapshot_ids=tuple(
+                m["Ebs"]["SnapshotId"] for m in raw.get("BlockDeviceMappings", []) if "Ebs" in m and "SnapshotId" in m["Ebs"]
+            ),
+        )
+
+    def our_images(self, region: str) -> list[CloudImage]:
+        with self._lock:
+            if region not in self._ours:
+                ec2 = self.client("ec2", region)
+                raw = self.call(
+                    f"ec2 DescribeImages (ours) in {region}",
+                    lambda: ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag:built-by", "Values": ["kiln"]}]),
+                )
+                self._ours[region] = [
+                    self._image(region, i) for i in raw.get("Images", []) if i.get("State") in ("available", "pending")
+                ]
+            return self._ours[region]
+
+    def remember(self, region: str, image: CloudImage) -> None:
+        """Add an image kiln just made to this run's lookup, instead of asking the cloud again."""
+        with self._lock:
+            self.our_images(region).append(image)
+
+    def forget(self, region: str) -> None:
+        """Drop the cached lookup after kiln changed the region (a build, a copy)."""
+        with self._lock:
+            self._ours.pop(region, None)
+
+    def vendor_image(self, region: str, distro: str) -> VendorImage:
+        spec = self._distros[distro].conf["aws"]
+        with self._lock:
+            if region not in self._vendor:
+                owners = sorted({d.conf["aws"]["owner"] for d in self._distros.values()})
+                names = sorted({d.conf["aws"]["name"] for d in self._distros.values()})
+                ec2 = self.client("ec2", region)
+                raw = self.call(
+                    f"ec2 DescribeImages (vendor) in {region}",
+                    lambda: ec2.describe_images(
+                        Owners=owners, Filters=[{"Name": "name", "Values": names}, {"Name": "state", "Values": ["available"]}]
+                    ),
+                )
+                self._vendor[region] = list(raw.get("Images", []))
+        matches = [
+            i for i in self._vendor[region]
+            if i.get("OwnerId") == spec["owner"]
+            and fnmatch.fnmatchcase(i.get("Name", ""), spec["name"])
+            and i.get("Architecture", "x86_64") == spec["architecture"]
+        ]
+        if not matches:
+            raise KilnError(
+                f"distros/{distro}/distro.toml: no vendor image in {region} matches owner {spec['owner']} and name {spec['name']!r}"
+            )
+        newest = max(matches, key=lambda i: (i.get("CreationDate", ""), i["ImageId"]))
+        return VendorImage(newest["ImageId"], newest.get("Name", ""), spec["owner"], newest.get("CreationDate", ""))
+
+    def describe_image(self, region: str, image_id: str) -> CloudImage | None:
+        ec2 = self.client("ec2", region)
+        raw = self.call(f"ec2 DescribeImages {image_id} in {region}", lambda: ec2.describe_images(
+            Filters=[{"Name": "image-id", "Values": [image_id]}]))
+        images = raw.get("Images", [])
+        return self._image(region, images[0]) if images else None
+
+    # -- building ---------------------------------------------------------------------------
+
+    def packer_env(self) -> dict[str, str]:
+        frozen = self._frozen()
+        env = {"AWS_ACCESS_KEY_ID": frozen.access_key, "AWS_SECRET_ACCESS_KEY": frozen.secret_key}
+        if frozen.token:
+            env["AWS_SESSION_TOKEN"] = frozen.token
+        return env
+
+    def packer_vars(self, region: str) -> dict[str, str]:
+        return {"ec2_endpoint": self._endpoint or ""}
+
+    def tag_image(self, region: str, image: CloudImage | str, tags: dict[str, str]) -> None:
+        found = image if isinstance(image, CloudImage) else self.describe_image(region, image)
+        if found is None:
+            raise KilnError(f"AWS: image {image} is gone from {region}")
+        ec2 = self.client("ec2", region)
+        resources = [found.image_id, *found.snapshot_ids]
+        tag_list = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+        self.call(f"ec2 CreateTags {found.image_id} in {region}", lambda: ec2.create_tags(Resources=resources, Tags=tag_list))
+
+    def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
+        out: dict[str, list[CloudImage]] = {}
+        for image in self.our_images(region):
+            if image.fingerprint and image.tags.get("revoked") is None:
+                out.setdefault(image.fingerprint, []).append(image)
+        for images in out.values():
+            images.sort(key=lambda i: (i.created, i.image_id), reverse=True)
+        return out
+
+
+def regions_of(images: Iterable[CloudImage]) -> set[str]:
+    return {i.region for i in images}

@@ -1,0 +1,60 @@
+"""What every provider offers kiln: lookups batched per region, credentials for Packer, tagging."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class CloudImage:
+    image_id: str
+    name: str
+    region: str
+    created: str
+    tags: dict[str, str] = field(default_factory=dict)
+    snapshot_ids: tuple[str, ...] = ()
+
+    @property
+    def fingerprint(self) -> str | None:
+        return self.tags.get("fingerprint")
+
+
+@dataclass(frozen=True)
+class VendorImage:
+    """The vendor image a root starts from. Its identity in the fingerprint is name, owner and
+    creation date: the same release has other ids in other regions."""
+
+    image_id: str
+    name: str
+    owner: str
+    created: str
+
+    def identity(self) -> dict[str, str]:
+        return {"name": self.name, "owner": self.owner, "created": self.created}
+
+
+class Provider(Protocol):
+    name: str
+
+    def account(self) -> str: ...
+
+    def our_images(self, region: str) -> list[CloudImage]:
+        """Every image kiln made in this account and region (one cloud call, cached per run)."""
+        ...
+
+    def vendor_image(self, region: str, distro: str) -> VendorImage:
+        """The newest vendor image for a distro (one cloud call per region for all distros)."""
+        ...
+
+    def packer_env(self) -> dict[str, str]:
+        """Environment for a Packer run: fresh credentials, nothing written to disk."""
+        ...
+
+    def packer_vars(self, region: str) -> dict[str, str]:
+        """Placement variables the provider adds (endpoint override, network ids)."""
+        ...
+
+    def tag_image(self, region: str, image: CloudImage | str, tags: dict[str, str]) -> None: ...
+
+    def describe_image(self, region: str, image_id: str) -> CloudImage | None: ...

@@ -1,0 +1,33 @@
+"""The sandbox provider: the AWS provider pointed at kiln's moto server with fake keys."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..catalog import Catalog
+from ..sandbox import FAKE_KEY, ensure_running
+from .aws import AwsProvider
+
+
+class SandboxProvider(AwsProvider):
+    name = "sandbox"
+
+    def __init__(self, catalog: Catalog, state: Path) -> None:
+        super().__init__(catalog.distros, state)
+        self._catalog = catalog
+
+    def _new_session(self) -> Any:
+        import boto3
+
+        # Started on first use, not at `doit list`.
+        self._endpoint = ensure_running(self._catalog)
+        return boto3.Session(aws_access_key_id=FAKE_KEY, aws_secret_access_key=FAKE_KEY)
+
+    def credentials_expiry(self) -> float | None:
+        return None
+
+    def packer_vars(self, region: str) -> dict[str, str]:
+        self.session()
+        # The sandbox has its own default VPC: the customer's network ids mean nothing there.
+        return {"ec2_endpoint": self._endpoint or ""}

@@ -1,0 +1,94 @@
+"""doit reporter: status lines on stderr, each failure as one line, kiln's exit codes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from doit.exceptions import UnmetDependency
+
+from . import interrupts
+from .errors import EXIT_ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USER
+from .guard import FAILURES
+
+# The exit code when several kinds of failure happened in one run: the most telling wins.
+_PRIORITY = (EXIT_INTERRUPTED, EXIT_ERROR, EXIT_USER, EXIT_FAILED)
+
+
+class KilnReporter:
+    desc = "kiln: status on stderr, one line per failure"
+
+    def __init__(self, outstream: Any, options: dict[str, Any]) -> None:
+        self.codes: list[int] = []
+        self.started = time.monotonic()
+
+    @staticmethod
+    def _say(text: str) -> None:
+        sys.stderr.write(f"kiln: {text}\n")
+        sys.stderr.flush()
+
+    @staticmethod
+    def _label(task: Any) -> str:
+        return str(task.title()) if task.name.count(":") and task.name[0] != "_" else str(task.name)
+
+    def initialize(self, tasks: Any, selected_tasks: list[str] | None) -> None:
+        from .doit_tasks import CURRENT
+
+        interrupts.install()
+        if CURRENT:
+            CURRENT[0].selected = set(selected_tasks or [])
+
+    def get_status(self, task: Any) -> None:
+        pass
+
+    def execute_task(self, task: Any) -> None:
+        pass
+
+    def add_failure(self, task: Any, fail: Any) -> None:
+        if isinstance(fail, UnmetDependency):
+            return  # its dependency's failure was reported already
+        recorded = FAILURES.by_task.get(task.name)
+        if recorded is None:
+            # Not one of ours: a doit error (e.g. while saving state). Keep it to one line.
+            message = " ".join(str(getattr(fail, "message", fail)).split()) or type(fail).__name__
+            recorded = (EXIT_ERROR, message)
+        code, message = recorded
+        if interrupts.interrupted.is_set():
+            code = EXIT_INTERRUPTED
+        self.codes.append(code)
+        self._say(f"{self._label(task)}: {message}")
+
+    def add_success(self, task: Any) -> None:
+        pass
+
+    def skip_uptodate(self, task: Any) -> None:
+        if task.name[0] != "_" and ":" in task.name:
+            self._say(f"{self._label(task)}: up to date")
+
+    def skip_ignore(self, task: Any) -> None:
+        self._say(f"{self._label(task)}: ignored")
+
+    def cleanup_error(self, exception: Any) -> None:
+        self._say(f"cleanup error: {' '.join(str(exception).split())}")
+
+    def runtime_error(self, msg: str) -> None:
+        self.codes.append(EXIT_ERROR)
+        self._say(f"error: {' '.join(msg.split())}")
+
+    def teardown_task(self, task: Any) -> None:
+        pass
+
+    def complete_run(self) -> None:
+        from .doit_tasks import CURRENT
+
+        if CURRENT:
+            counts = CURRENT[0].counts
+            if counts:
+                parts = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
+                self._say(f"{parts} in {time.monotonic() - self.started:.1f}s")
+        if interrupts.interrupted.is_set():
+            self.codes.append(EXIT_INTERRUPTED)
+        if self.codes:
+            # doit would say 1 or 2; kiln's contract also has 3 (user error) and 130.
+            raise SystemExit(next(c for c in _PRIORITY if c in self.codes))

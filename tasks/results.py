@@ -1,0 +1,203 @@
+"""The results database: every image kiln built, adopted or copied, and every build it ran.
+
+SQLite in WAL mode; writers also take a file lock, so two kiln runs at once lose nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .errors import KilnError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS images (
+    id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL,
+    customer TEXT NOT NULL, distro TEXT NOT NULL, role TEXT NOT NULL,
+    fingerprint TEXT NOT NULL, image_id TEXT NOT NULL, image_name TEXT,
+    parent_image TEXT, source_image TEXT,
+    origin TEXT NOT NULL,            -- built | adopted | copied
+    state TEXT NOT NULL DEFAULT 'available',   -- available | gone | revoked
+    created_at TEXT NOT NULL, packer_version TEXT, git_commit TEXT,
+    playbook_override TEXT,
+    manifest TEXT NOT NULL,
+    UNIQUE (provider, account, region, image_id)
+);
+CREATE INDEX IF NOT EXISTS images_fp ON images (provider, account, region, fingerprint);
+CREATE TABLE IF NOT EXISTS builds (
+    id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL, region TEXT NOT NULL, customer TEXT NOT NULL,
+    distro TEXT NOT NULL, role TEXT NOT NULL, fingerprint TEXT NOT NULL,
+    started_at TEXT NOT NULL, finished_at TEXT,
+    status TEXT NOT NULL,            -- running | ok | failed | interrupted
+    log_path TEXT, image_id TEXT, message TEXT
+);
+CREATE TABLE IF NOT EXISTS confirmations (
+    provider TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, at TEXT NOT NULL,
+    PRIMARY KEY (provider, account, region)
+);
+"""
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    provider: str
+    account: str
+    region: str
+    customer: str
+    distro: str
+    role: str
+    fingerprint: str
+    image_id: str
+    image_name: str
+    parent_image: str | None
+    source_image: str | None
+    origin: str
+    manifest: dict[str, Any]
+    packer_version: str | None = None
+    git_commit: str | None = None
+    playbook_override: str | None = None
+    created_at: str = ""
+    state: str = "available"
+
+
+class Results:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock_path = path.with_name(path.name + ".lock")
+        self._thread_lock = threading.Lock()
+        self._ready = False
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            con.row_factory = sqlite3.Row
+            if not self._ready:
+                con.execute("PRAGMA journal_mode=WAL")
+                con.executescript(SCHEMA)
+                self._ready = True
+            return con
+        except sqlite3.Error as err:
+            raise KilnError(f"{self.path}: cannot open the results database: {err}") from None
+        except OSError as err:
+            raise KilnError(f"{self.path.parent}: cannot write kiln's state folder: {err.strerror}") from None
+
+    @contextlib.contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction under the file lock (other processes) and a thread lock (-P thread)."""
+        with self._thread_lock:
+            try:
+                lock = self._lock_path.open("a")
+            except OSError as err:
+                raise KilnError(f"{self._lock_path}: cannot lock the results database: {err.strerror}") from None
+            with lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                con = self._connect()
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+                finally:
+                    con.close()
+
+    def read(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        if not self.path.exists():
+            return []
+        con = self._connect()
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    # -- images -----------------------------------------------------------------------------
+
+    def record_image(self, row: ImageRow, con: sqlite3.Connection | None = None) -> None:
+        values = (
+            row.provider, row.account, row.region, row.customer, row.distro, row.role,
+            row.fingerprint, row.image_id, row.image_name, row.parent_image, row.source_image,
+            row.origin, row.state, row.created_at or now(), row.packer_version, row.git_commit,
+            row.playbook_override, json.dumps(row.manifest, sort_keys=True),
+        )
+        sql = (
+            "INSERT INTO images (provider, account, region, customer, distro, role, fingerprint,"
+            " image_id, image_name, parent_image, source_image, origin, state, created_at,"
+            " packer_version, git_commit, playbook_override, manifest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (provider, account, region, image_id) DO UPDATE SET state = 'available',"
+            " fingerprint = excluded.fingerprint"
+        )
+        if con is not None:
+            con.execute(sql, values)
+            return
+        with self.write() as c:
+            c.execute(sql, values)
+
+    def images_for(self, provider: str, account: str, region: str, fingerprint: str) -> list[sqlite3.Row]:
+        return self.read(
+            "SELECT * FROM images WHERE provider=? AND account=? AND region=? AND fingerprint=? AND state='available'"
+            " ORDER BY created_at DESC, id DESC",
+            (provider, account, region, fingerprint),
+        )
+
+    def mark_gone(self, provider: str, account: str, region: str, image_ids: list[str]) -> None:
+        if not image_ids:
+            return
+        with self.write() as con:
+            con.executemany(
+                "UPDATE images SET state='gone' WHERE provider=? AND account=? AND region=? AND image_id=? AND state='available'",
+                [(provider, account, region, i) for i in image_ids],
+            )
+
+    def current(self, provider: str, account: str, customer: str, distro: str, region: str) -> dict[str, str]:
+        """role -> newest available image id."""
+        rows = self.read(
+            "SELECT role, image_id FROM images WHERE provider=? AND account=? AND customer=? AND distro=?"
+            " AND region=? AND state='available' AND playbook_override IS NULL ORDER BY created_at, id",
+            (provider, account, customer, distro, region),
+        )
+        return {r["role"]: r["image_id"] for r in rows}
+
+    def confirmed(self, provider: str, account: str, region: str) -> None:
+        with self.write() as con:
+            con.execute(
+                "INSERT OR REPLACE INTO confirmations VALUES (?, ?, ?, ?)", (provider, account, region, now())
+            )
+
+    # -- builds -----------------------------------------------------------------------------
+
+    def start_build(self, provider: str, region: str, customer: str, distro: str, role: str, fingerprint: str, log: Path) -> int:
+        with self.write() as con:
+            cur = con.execute(
+                "INSERT INTO builds (provider, region, customer, distro, role, fingerprint, started_at, status, log_path)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
+                (provider, region, customer, distro, role, fingerprint, now(), str(log)),
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_build(self, build_id: int, status: str, image_id: str | None = None, message: str | None = None,
+                     con: sqlite3.Connection | None = None) -> None:
+        sql = "UPDATE builds SET status=?, finished_at=?, image_id=?, message=? WHERE id=?"
+        args = (status, now(), image_id, message, build_id)
+        if con is not None:
+            con.execute(sql, args)
+            return
+        with self.write() as c:
+            c.execute(sql, args)

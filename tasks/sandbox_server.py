@@ -1,0 +1,39 @@
+"""The sandbox's moto server, with one fidelity fix to the emulator (not to kiln).
+
+On AWS an image made from an EBS-backed instance (CreateImage) or copied from one (CopyImage)
+is EBS-backed; moto marks it 'standard', and Packer's amazon-ebs refuses such a source image.
+Run as `python -m tasks.sandbox_server -H 127.0.0.1 -p PORT`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ebs_backed_images() -> None:
+    from moto.ec2.models import amis
+
+    original = amis.Ami.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        if "root_device_type" not in kwargs:
+            if kwargs.get("instance") is not None:
+                kwargs["root_device_type"] = "ebs"
+                kwargs.setdefault("root_device_name", "/dev/xvda")
+            elif kwargs.get("source_ami") is not None:
+                kwargs["root_device_type"] = kwargs["source_ami"].root_device_type
+                kwargs.setdefault("root_device_name", kwargs["source_ami"].root_device_name)
+        original(self, *args, **kwargs)
+
+    amis.Ami.__init__ = init  # type: ignore[method-assign]
+
+
+def main() -> None:
+    from moto import server
+
+    _ebs_backed_images()
+    server.main()
+
+
+if __name__ == "__main__":
+    main()
