@@ -1,0 +1,120 @@
+"""Fixtures: a temporary copy of the example catalog (a git repository of its own), the real
+doit CLI run in a subprocess there, and a look into its sandbox (moto on loopback) and databases."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CATALOG = ("dodo.py", "pyproject.toml", "packer", "provision", "distros", "customers")
+
+
+def clean_env(home: Path) -> dict[str, str]:
+    """No real credential and nothing beyond loopback: no metadata service, no config files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_", "PACKER_", "KILN_"))}
+    env.update({
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(home / "aws-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
+        "CHECKPOINT_DISABLE": "1",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "PYTHONWARNINGS": "ignore",
+    })
+    return env
+
+
+@dataclass
+class Kiln:
+    root: Path
+    env: dict[str, str]
+
+    def doit(self, *args: str, code: int | None = 0, env: dict[str, str] | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "doit", *args], cwd=self.root, env={**self.env, **(env or {})},
+            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+        )
+        if code is not None and proc.returncode != code:
+            raise AssertionError(
+                f"doit {' '.join(args)} exited {proc.returncode}, wanted {code}\n"
+                f"--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
+            )
+        return proc
+
+    @property
+    def state(self) -> Path:
+        return self.root / ".kiln"
+
+    def rows(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        con = sqlite3.connect(self.state / "results.sqlite")
+        con.row_factory = sqlite3.Row
+        try:
+            return con.execute(sql, args).fetchall()
+        finally:
+            con.close()
+
+    def builds(self) -> int:
+        """Packer builds started so far (every one writes a build row first)."""
+        if not (self.state / "results.sqlite").exists():
+            return 0
+        return int(self.rows("SELECT count(*) FROM builds")[0][0])
+
+    def current(self, role: str, region: str = "us-east-1", distro: str = "debian-12") -> str:
+        rows = self.rows(
+            "SELECT image_id FROM images WHERE role=? AND region=? AND distro=? AND state='available'"
+            " ORDER BY created_at DESC, id DESC", (role, region, distro))
+        assert rows, f"no image for {role} in {region}"
+        return str(rows[0][0])
+
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{(self.state / 'sandbox' / 'port').read_text().strip()}"
+
+    def ec2(self, region: str = "us-east-1") -> Any:
+        import boto3
+
+        return boto3.client("ec2", region_name=region, endpoint_url=self.endpoint(),
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    def edit(self, rel: str, append: str) -> None:
+        path = self.root / rel
+        path.write_text(path.read_text() + append)
+
+
+def copy_catalog(dest: Path) -> Path:
+    dest.mkdir(parents=True)
+    for name in CATALOG:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.vmi.properties"))
+        else:
+            shutil.copy2(src, dest / name)
+    git = ["git", "-C", str(dest), "-c", "user.name=kiln-tests", "-c", "user.email=tests@kiln.invalid"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (dest / ".gitignore").write_text("/.kiln/\n")
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "catalog"], check=True)
+    return dest
+
+
+@pytest.fixture
+def kiln(tmp_path: Path) -> Iterator[Kiln]:
+    home = tmp_path / "home"
+    home.mkdir()
+    k = Kiln(copy_catalog(tmp_path / "repo"), clean_env(home))
+    yield k
+    k.doit("sandbox-stop", code=None, timeout=60)
+
+
+def git_status(root: Path) -> str:
+    return subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
+                          check=True).stdout
