@@ -174,7 +174,7 @@ def _project(root: Path) -> Loaded:
     data: dict[str, Any] = read_toml(root / "pyproject.toml", "pyproject.toml")
     kiln = data.get("tool", {}).get("kiln")
     if not isinstance(kiln, dict):
-        raise KilnError("pyproject.toml: missing table [tool.kiln] (customer = \"...\", state = \".kiln\")")
+        raise KilnError('pyproject.toml: missing table [tool.kiln] (customer = "...", state = ".kiln")')
     from .schema import check
 
     values, _ = check(kiln, PROJECT_SCHEMA, "pyproject.toml", prefix="tool.kiln.")
@@ -182,7 +182,11 @@ def _project(root: Path) -> Loaded:
 
 
 def _dirs(path: Path) -> list[str]:
-    return sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))) if path.is_dir() else []
+    return (
+        sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+        if path.is_dir()
+        else []
+    )
 
 
 def load_catalog(root: Path) -> Catalog:
@@ -211,7 +215,9 @@ def load_catalog(root: Path) -> Catalog:
         shown = f"distros/{name}/distro.toml"
         conf = load(root / shown, DISTRO_SCHEMA, shown)
         if conf["ansible"] not in ANSIBLE_MODES:
-            raise KilnError(f"{shown}: key 'ansible' must be one of {valid_list(ANSIBLE_MODES)}, not {conf['ansible']!r}")
+            raise KilnError(
+                f"{shown}: key 'ansible' must be one of {valid_list(ANSIBLE_MODES)}, not {conf['ansible']!r}"
+            )
         distros[name] = Distro(name, conf)
     customers = _dirs(root / "customers")
     return Catalog(root, project, roles, distros, customers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,13 @@ def state_dir(root: Path) -> Path:
 
 def doit_config(root: Path) -> dict[str, Any]:
     state = state_dir(root)
-    try:
+    with contextlib.suppress(OSError):
         state.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        pass
-    roles = sorted(p.name for p in (root / "packer").iterdir() if p.is_dir() and not p.name.startswith("_")) \
-        if (root / "packer").is_dir() else []
+    roles = (
+        sorted(p.name for p in (root / "packer").iterdir() if p.is_dir() and not p.name.startswith("_"))
+        if (root / "packer").is_dir()
+        else []
+    )
     return {
         "dep_file": str(state / "doit.sqlite3"),
         "backend": "sqlite3",

@@ -117,7 +117,9 @@ def sandbox_tasks(root: Path) -> Iterator[dict[str, Any]]:
             catalog = load_catalog(root)
             guard.FAILURES.state = catalog.state
             endpoint = ensure_running(catalog)
-            sys.stderr.write("kiln: sandbox EC2 API (fake keys: AWS_ACCESS_KEY_ID=testing); stop it with: doit sandbox-stop\n")
+            sys.stderr.write(
+                "kiln: sandbox EC2 API (fake keys: AWS_ACCESS_KEY_ID=testing); stop it with: doit sandbox-stop\n"
+            )
             sys.stdout.write(endpoint + "\n")
 
         return guard.action(guard.FAILURES, "sandbox", go)
@@ -131,7 +133,17 @@ def sandbox_tasks(root: Path) -> Iterator[dict[str, Any]]:
 
         return guard.action(guard.FAILURES, "sandbox-stop", go)
 
-    yield {"basename": "sandbox", "doc": "start the sandbox EC2 API (moto, loopback) if needed; print its endpoint",
-           "actions": [start], "uptodate": [False], "verbosity": 2}
-    yield {"basename": "sandbox-stop", "doc": "stop the sandbox started by provider=sandbox or doit sandbox",
-           "actions": [stop], "uptodate": [False], "verbosity": 2}
+    yield {
+        "basename": "sandbox",
+        "doc": "start the sandbox EC2 API (moto, loopback) if needed; print its endpoint",
+        "actions": [start],
+        "uptodate": [False],
+        "verbosity": 2,
+    }
+    yield {
+        "basename": "sandbox-stop",
+        "doc": "stop the sandbox started by provider=sandbox or doit sandbox",
+        "actions": [stop],
+        "uptodate": [False],
+        "verbosity": 2,
+    }

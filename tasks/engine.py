@@ -16,8 +16,8 @@ from typing import Any
 from .catalog import Catalog, Role
 from .errors import BuildFailed, Interrupted, KilnError
 from .exports import write_exports
-from .guard import FAILURES
 from .fingerprints import content_manifest, fingerprint_of
+from .guard import FAILURES
 from .options import Options
 from .packer_bin import packer_version
 from .packer_run import run_packer
@@ -76,7 +76,9 @@ class Run:
         if self.options.force == "1":
             return self.named(key.role)
         if self.options.force == "chain":
-            return any(self.named(r) and key.role in (x.name for x in self.catalog.chain(r)) for r in self.catalog.roles)
+            return any(
+                self.named(r) and key.role in (x.name for x in self.catalog.chain(r)) for r in self.catalog.roles
+            )
         return False
 
     def playbook(self, role: Role) -> tuple[str | None, bool]:
@@ -100,7 +102,9 @@ class Run:
 
                     self._provider = AwsProvider(self.catalog.distros, self.state)
                 else:
-                    raise KilnError(f"variable provider: provider '{self.options.provider}' is not available yet; use aws or sandbox")
+                    raise KilnError(
+                        f"variable provider: provider '{self.options.provider}' is not available yet; use aws or sandbox"
+                    )
             return self._provider
 
     def rendered_path(self, role: str, distro: str) -> Path:
@@ -109,8 +113,9 @@ class Run:
 
     def git_commit(self) -> str | None:
         if self._git is None:
-            proc = subprocess.run(["git", "-C", str(self.catalog.root), "rev-parse", "HEAD"],
-                                  capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                ["git", "-C", str(self.catalog.root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False
+            )
             self._git = proc.stdout.strip() if proc.returncode == 0 else ""
         return self._git or None
 
@@ -130,8 +135,16 @@ class Run:
         if not rendered.exists():
             raise KilnError(f"{rendered}: rendered template missing; run the whole task, not the image alone")
         manifest = content_manifest(
-            self.catalog, self.statcache, role=role, distro=key.distro, customer=self.customer,
-            provider=self.options.provider, rendered=rendered, playbook=playbook, override=override, origin=origin,
+            self.catalog,
+            self.statcache,
+            role=role,
+            distro=key.distro,
+            customer=self.customer,
+            provider=self.options.provider,
+            rendered=rendered,
+            playbook=playbook,
+            override=override,
+            origin=origin,
         )
         self.statcache.save()
         result = (fingerprint_of(manifest), manifest)
@@ -171,14 +184,30 @@ class Run:
             self.counts["up to date"] += 1
         return True
 
-    def _record(self, key: ImageKey, image: CloudImage, fp: str, manifest: dict[str, Any], origin: str,
-                build_id: int | None = None) -> None:
+    def _record(
+        self,
+        key: ImageKey,
+        image: CloudImage,
+        fp: str,
+        manifest: dict[str, Any],
+        origin: str,
+        build_id: int | None = None,
+    ) -> None:
         _, override = self.playbook(self.catalog.roles[key.role])
         row = ImageRow(
-            provider=self.options.provider, account=self.provider.account(), region=key.region,
-            customer=self.options.customer, distro=key.distro, role=key.role, fingerprint=fp,
-            image_id=image.image_id, image_name=image.name, parent_image=image.tags.get("parent-image"),
-            source_image=image.tags.get("parent-image"), origin=origin, manifest=manifest,
+            provider=self.options.provider,
+            account=self.provider.account(),
+            region=key.region,
+            customer=self.options.customer,
+            distro=key.distro,
+            role=key.role,
+            fingerprint=fp,
+            image_id=image.image_id,
+            image_name=image.name,
+            parent_image=image.tags.get("parent-image"),
+            source_image=image.tags.get("parent-image"),
+            origin=origin,
+            manifest=manifest,
             packer_version=packer_version() if origin == "built" else None,
             git_commit=self.git_commit() if origin == "built" else None,
             playbook_override=manifest.get("playbook_override") if override else None,
@@ -211,8 +240,13 @@ class Run:
         playbook, override = self.playbook(role)
         tags = {
             **self.customer.conf.get("tags", {}),
-            "Name": name, "distro-id": key.distro, "role-id": role.role_id, "kiln-role": key.role,
-            "customer": self.options.customer, "parent-image": source, "built-by": "kiln",
+            "Name": name,
+            "distro-id": key.distro,
+            "role-id": role.role_id,
+            "kiln-role": key.role,
+            "customer": self.options.customer,
+            "parent-image": source,
+            "built-by": "kiln",
         }
         if override and playbook:
             tags["playbook-override"] = playbook
@@ -225,7 +259,10 @@ class Run:
         logs.mkdir(parents=True, exist_ok=True)
         log = logs / f"{stamp}.log"
         variables: dict[str, Any] = {
-            "region": key.region, "source_ami": source, "image_name": name, "tags": tags,
+            "region": key.region,
+            "source_ami": source,
+            "image_name": name,
+            "tags": tags,
             "manifest_path": str(workdir / "manifest.json"),
             "instance_type": str(self.customer.conf["instance_type"]),
             "instance_profile": str(self.customer.conf["instance_profile"]),
@@ -243,8 +280,15 @@ class Run:
         build_id = self.results.start_build(o.provider, key.region, o.customer, key.distro, key.role, fp, log)
         self.say(f"{key.label}: building {name} from {source} (log {log})")
         try:
-            image_id = run_packer(key.label, self.rendered_path(key.role, key.distro), var_file, workdir, log, env,
-                                  debug=o.debug and self.named(key.role))
+            image_id = run_packer(
+                key.label,
+                self.rendered_path(key.role, key.distro),
+                var_file,
+                workdir,
+                log,
+                env,
+                debug=o.debug and self.named(key.role),
+            )
         except Interrupted as err:
             self.results.finish_build(build_id, "interrupted", message=str(err))
             raise
@@ -260,9 +304,17 @@ class Run:
             provider.tag_image(key.region, image, {"fingerprint": fp})
         except KilnError as err:
             self.results.finish_build(build_id, "failed", image_id, f"tagging failed: {err}")
-            raise BuildFailed(f"{image_id} was built but could not be tagged ({err}); it will not be reused", str(log)) from None
-        image = CloudImage(image.image_id, image.name, image.region, image.created, {**image.tags, "fingerprint": fp},
-                           image.snapshot_ids)
+            raise BuildFailed(
+                f"{image_id} was built but could not be tagged ({err}); it will not be reused", str(log)
+            ) from None
+        image = CloudImage(
+            image.image_id,
+            image.name,
+            image.region,
+            image.created,
+            {**image.tags, "fingerprint": fp},
+            image.snapshot_ids,
+        )
         provider.remember(key.region, image)
         self._record(key, image, fp, manifest, origin="built", build_id=build_id)
         self.counts["built"] += 1
@@ -275,7 +327,9 @@ class Run:
 
             left = expiry - time.time()
             if left < 30 * 60:
-                self.say(f"warning: the AWS credentials expire in {int(left // 60)} minutes, before a build usually ends")
+                self.say(
+                    f"warning: the AWS credentials expire in {int(left // 60)} minutes, before a build usually ends"
+                )
 
     @staticmethod
     def say(text: str) -> None:

@@ -3,6 +3,7 @@ Packer's own cleanup, exit 130. A second signal stops waiting and says what may 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -42,13 +43,13 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(EXIT_INTERRUPTED)
     if first:
         for pgid in running:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         names = ", ".join(sorted(r.image for r in running.values()))
-        _say(f"interrupted: waiting for Packer to clean up {names} (instance, key pair, security group); "
-             "interrupt again to stop waiting")
+        _say(
+            f"interrupted: waiting for Packer to clean up {names} (instance, key pair, security group); "
+            "interrupt again to stop waiting"
+        )
         return
     left = "; ".join(f"{r.image} (see {r.log})" for r in running.values())
     _say(f"stopped waiting: these builds may have left an instance, key pair or security group behind: {left}")

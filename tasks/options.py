@@ -21,8 +21,22 @@ PROVIDERS = ("aws", "sandbox", "local", "azure")
 FORCE_VALUES = ("0", "1", "chain")
 # Every variable any kiln command reads; anything else on the command line is a typo.
 KNOWN_VARIABLES = (
-    "region", "distro", "customer", "provider", "force", "playbook", "debug", "copy",
-    "role", "image", "reason", "keep", "apply", "format", "vpc", "subnet",
+    "region",
+    "distro",
+    "customer",
+    "provider",
+    "force",
+    "playbook",
+    "debug",
+    "copy",
+    "role",
+    "image",
+    "reason",
+    "keep",
+    "apply",
+    "format",
+    "vpc",
+    "subnet",
 )
 
 
@@ -85,11 +99,15 @@ def read_options(catalog: Catalog) -> Options:
     cfile = f"customers/{customer_name}/customer.toml"
     provider = pick("provider", str(customer.conf["provider"]), f"{cfile}:provider")
     if provider not in PROVIDERS:
-        raise KilnError(f"variable provider ({prov['provider']}): unknown provider '{provider}'; valid: {valid_list(PROVIDERS)}")
+        raise KilnError(
+            f"variable provider ({prov['provider']}): unknown provider '{provider}'; valid: {valid_list(PROVIDERS)}"
+        )
     distros = _list(pick("distro", str(customer.conf["distro"]), f"{cfile}:distro"), "distro")
     for d in distros:
         if d not in catalog.distros:
-            raise KilnError(f"variable distro ({prov['distro']}): unknown distro '{d}'; valid: {valid_list(catalog.distros)}")
+            raise KilnError(
+                f"variable distro ({prov['distro']}): unknown distro '{d}'; valid: {valid_list(catalog.distros)}"
+            )
     regions = _list(pick("region", ",".join(customer.conf["regions"]), f"{cfile}:regions"), "region")
     if provider in ("aws", "sandbox"):
         known = aws_regions()

@@ -16,7 +16,9 @@ MIN_VERSION = (1, 6, 6)
 def packer_path() -> str:
     path = shutil.which("packer")
     if path is None:
-        raise KilnError("packer: not found on PATH; install it (Debian: apt-get install packer, or HashiCorp's release)")
+        raise KilnError(
+            "packer: not found on PATH; install it (Debian: apt-get install packer, or HashiCorp's release)"
+        )
     return path
 
 

@@ -41,8 +41,9 @@ def parse_artifact(manifest: Path) -> str | None:
     return None
 
 
-def run_packer(image: str, template: Path, var_file: Path, workdir: Path, log: Path, env: dict[str, str],
-               debug: bool = False) -> str:
+def run_packer(
+    image: str, template: Path, var_file: Path, workdir: Path, log: Path, env: dict[str, str], debug: bool = False
+) -> str:
     """Build; return the image id. Raises BuildFailed, Interrupted or KilnError."""
     if interrupts.interrupted.is_set():
         raise Interrupted("interrupted before the build started")
@@ -51,12 +52,14 @@ def run_packer(image: str, template: Path, var_file: Path, workdir: Path, log: P
     workdir.mkdir(parents=True, exist_ok=True)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PACKER_"))}
     full_env.update(env)
-    full_env.update({
-        "CHECKPOINT_DISABLE": "1",  # Packer would otherwise ask the internet for new versions
-        "PACKER_CACHE_DIR": str(workdir / "cache"),
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "PACKER_NO_COLOR": "1",
-    })
+    full_env.update(
+        {
+            "CHECKPOINT_DISABLE": "1",  # Packer would otherwise ask the internet for new versions
+            "PACKER_CACHE_DIR": str(workdir / "cache"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "PACKER_NO_COLOR": "1",
+        }
+    )
     cmd = [packer_path(), "build", f"-var-file={var_file}", str(template)]
     if debug:
         cmd[2:2] = ["-debug"]
@@ -67,8 +70,17 @@ def run_packer(image: str, template: Path, var_file: Path, workdir: Path, log: P
     with log.open("w") as out:
         out.write(f"# {' '.join(cmd)}\n# cwd {workdir}\n")
         try:
-            proc = subprocess.Popen(cmd, cwd=workdir, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                cwd=workdir,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                start_new_session=True,
+            )
         except OSError as err:
             raise KilnError(f"packer: cannot start {cmd[0]}: {err.strerror}") from None
         interrupts.register(proc.pid, image, str(log))

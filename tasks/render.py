@@ -7,6 +7,7 @@ rendered text is the same for every region and every checkout.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def context(role: Role, distro: Distro, customer: Customer, provider: str, playb
     }
 
 
-def render_text(catalog: Catalog, role: Role, distro: Distro, customer: Customer, provider: str, playbook: str | None) -> str:
+def render_text(
+    catalog: Catalog, role: Role, distro: Distro, customer: Customer, provider: str, playbook: str | None
+) -> str:
     import jinja2  # lazily: `doit list` does not pay for it
 
     path, shown = template_for(catalog, role, provider)
@@ -60,20 +63,22 @@ def render_text(catalog: Catalog, role: Role, distro: Distro, customer: Customer
         return env.get_template(path.name).render(context(role, distro, customer, provider, playbook))
     except jinja2.TemplateSyntaxError as err:
         where = err.filename or shown
-        try:
+        with contextlib.suppress(ValueError):
             where = str(Path(where).relative_to(catalog.root))
-        except ValueError:
-            pass
         raise KilnError(f"{where}:{err.lineno}: template syntax error: {err.message}") from None
     except jinja2.UndefinedError as err:
-        raise KilnError(f"{shown}: undefined template variable: {err.message}; the context has role, distro, customer, provider") from None
+        raise KilnError(
+            f"{shown}: undefined template variable: {err.message}; the context has role, distro, customer, provider"
+        ) from None
 
 
 def packer_fmt(path: Path) -> None:
     proc = subprocess.run([packer_path(), "fmt", str(path)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
-        raise KilnError(f"{path}: packer fmt failed (the template renders to invalid HCL): {detail[0] if detail else proc.returncode}")
+        raise KilnError(
+            f"{path}: packer fmt failed (the template renders to invalid HCL): {detail[0] if detail else proc.returncode}"
+        )
 
 
 def write_rendered(text: str, target: Path) -> None:

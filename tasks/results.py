@@ -131,10 +131,24 @@ class Results:
 
     def record_image(self, row: ImageRow, con: sqlite3.Connection | None = None) -> None:
         values = (
-            row.provider, row.account, row.region, row.customer, row.distro, row.role,
-            row.fingerprint, row.image_id, row.image_name, row.parent_image, row.source_image,
-            row.origin, row.state, row.created_at or now(), row.packer_version, row.git_commit,
-            row.playbook_override, json.dumps(row.manifest, sort_keys=True),
+            row.provider,
+            row.account,
+            row.region,
+            row.customer,
+            row.distro,
+            row.role,
+            row.fingerprint,
+            row.image_id,
+            row.image_name,
+            row.parent_image,
+            row.source_image,
+            row.origin,
+            row.state,
+            row.created_at or now(),
+            row.packer_version,
+            row.git_commit,
+            row.playbook_override,
+            json.dumps(row.manifest, sort_keys=True),
         )
         sql = (
             "INSERT INTO images (provider, account, region, customer, distro, role, fingerprint,"
@@ -177,13 +191,13 @@ class Results:
 
     def confirmed(self, provider: str, account: str, region: str) -> None:
         with self.write() as con:
-            con.execute(
-                "INSERT OR REPLACE INTO confirmations VALUES (?, ?, ?, ?)", (provider, account, region, now())
-            )
+            con.execute("INSERT OR REPLACE INTO confirmations VALUES (?, ?, ?, ?)", (provider, account, region, now()))
 
     # -- builds -----------------------------------------------------------------------------
 
-    def start_build(self, provider: str, region: str, customer: str, distro: str, role: str, fingerprint: str, log: Path) -> int:
+    def start_build(
+        self, provider: str, region: str, customer: str, distro: str, role: str, fingerprint: str, log: Path
+    ) -> int:
         with self.write() as con:
             cur = con.execute(
                 "INSERT INTO builds (provider, region, customer, distro, role, fingerprint, started_at, status, log_path)"
@@ -192,8 +206,14 @@ class Results:
             )
             return int(cur.lastrowid or 0)
 
-    def finish_build(self, build_id: int, status: str, image_id: str | None = None, message: str | None = None,
-                     con: sqlite3.Connection | None = None) -> None:
+    def finish_build(
+        self,
+        build_id: int,
+        status: str,
+        image_id: str | None = None,
+        message: str | None = None,
+        con: sqlite3.Connection | None = None,
+    ) -> None:
         sql = "UPDATE builds SET status=?, finished_at=?, image_id=?, message=? WHERE id=?"
         args = (status, now(), image_id, message, build_id)
         if con is not None:

@@ -37,21 +37,23 @@ def vendor_seed(catalog: Catalog) -> list[dict[str, object]]:
         aws = distro.conf["aws"]
         for release in VENDOR_RELEASES:
             digest = hashlib.sha256(f"{name}/{release}".encode()).hexdigest()[:17]
-            images.append({
-                "ami_id": f"ami-{digest}",
-                "name": str(aws["name"]).replace("*", release),
-                "description": f"{distro.conf['description']} (sandbox stand-in for the vendor image)",
-                "owner_id": aws["owner"],
-                "public": True,
-                "virtualization_type": "hvm",
-                "architecture": aws["architecture"],
-                "state": "available",
-                "platform": None,
-                "root_device_type": "ebs",
-                "root_device_name": "/dev/xvda",
-                "creation_date": f"{release[:4]}-{release[4:6]}-{release[6:]}T00:00:00.000Z",
-                "hypervisor": "xen",
-            })
+            images.append(
+                {
+                    "ami_id": f"ami-{digest}",
+                    "name": str(aws["name"]).replace("*", release),
+                    "description": f"{distro.conf['description']} (sandbox stand-in for the vendor image)",
+                    "owner_id": aws["owner"],
+                    "public": True,
+                    "virtualization_type": "hvm",
+                    "architecture": aws["architecture"],
+                    "state": "available",
+                    "platform": None,
+                    "root_device_type": "ebs",
+                    "root_device_name": "/dev/xvda",
+                    "creation_date": f"{release[:4]}-{release[4:6]}-{release[6:]}T00:00:00.000Z",
+                    "hypervisor": "xen",
+                }
+            )
     return images
 
 
@@ -67,7 +69,7 @@ def _alive(pid: int) -> bool:
 
 def _responds(endpoint: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):  # noqa: S310 - loopback only
+        with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2):
             return True
     except (urllib.error.URLError, OSError):
         return False
@@ -132,13 +134,26 @@ def ensure_running(catalog: Catalog) -> str:
         amis = d / "vendor-images.json"
         amis.write_text(json.dumps(vendor_seed(catalog), indent=1))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update({"MOTO_AMIS_PATH": str(amis), "AWS_ACCESS_KEY_ID": FAKE_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_KEY,
-                    "AWS_EC2_METADATA_DISABLED": "true"})
+        # The server imports kiln's emulator fix from this very package.
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+        env.update(
+            {
+                "MOTO_AMIS_PATH": str(amis),
+                "AWS_ACCESS_KEY_ID": FAKE_KEY,
+                "AWS_SECRET_ACCESS_KEY": FAKE_KEY,
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
         log = (d / "server.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "tasks.sandbox_server", "-H", "127.0.0.1", "-p", str(port)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-            start_new_session=True, cwd=d,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            cwd=d,
         )
         log.close()
         endpoint = f"http://127.0.0.1:{port}"
@@ -168,8 +183,14 @@ def _seed(catalog: Catalog, endpoint: str) -> None:
         profiles.add(str(conf["instance_profile"]))
         if conf.get("secrets_bucket"):
             buckets.add(str(conf["secrets_bucket"]))
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    trust = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+            ],
+        }
+    )
     for profile in sorted(profiles):
         iam.create_role(RoleName=profile, AssumeRolePolicyDocument=trust)
         iam.create_instance_profile(InstanceProfileName=profile)

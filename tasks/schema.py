@@ -69,7 +69,9 @@ def read_toml(path: Path, shown: str) -> dict[str, Any]:
         raise KilnError(f"{shown}: cannot read: {err.strerror}") from None
 
 
-def check(data: Mapping[str, Any], schema: Mapping[str, Field], shown: str, prefix: str = "") -> tuple[dict[str, Any], set[str]]:
+def check(
+    data: Mapping[str, Any], schema: Mapping[str, Field], shown: str, prefix: str = ""
+) -> tuple[dict[str, Any], set[str]]:
     unknown = sorted(set(data) - set(schema))
     if unknown:
         raise KilnError(
@@ -84,12 +86,13 @@ def check(data: Mapping[str, Any], schema: Mapping[str, Field], shown: str, pref
                 raise KilnError(f"{shown}: missing required key '{name}' ({_type_name(spec.type)})")
             values[key] = spec.default
         else:
-            value = data[key]
+            raw = data[key]
             # bool is an int in Python; a TOML `true` must not pass as a number.
-            if not isinstance(value, spec.type) or (isinstance(value, bool) and spec.type is int):
+            if not isinstance(raw, spec.type) or (isinstance(raw, bool) and spec.type is int):
                 raise KilnError(
-                    f"{shown}: key '{name}' must be {_type_name(spec.type)}, not {type(value).__name__} {value!r}"
+                    f"{shown}: key '{name}' must be {_type_name(spec.type)}, not {type(raw).__name__} {raw!r}"
                 )
+            value: Any = raw
             if spec.table is not None:
                 value, _ = check(value, spec.table, shown, prefix=f"{name}.")
             elif spec.free_table:

@@ -68,7 +68,9 @@ class StatCache:
                 con.execute(
                     "CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ino INTEGER, sha256 TEXT)"
                 )
-                con.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", [(k, *v) for k, v in new.items()])
+                con.executemany(
+                    "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", [(k, *v) for k, v in new.items()]
+                )
         except sqlite3.Error:
             pass  # the cache is an optimisation; never fail a run for it
 

@@ -22,14 +22,18 @@ CATALOG = ("dodo.py", "pyproject.toml", "packer", "provision", "distros", "custo
 def clean_env(home: Path) -> dict[str, str]:
     """No real credential and nothing beyond loopback: no metadata service, no config files."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "AZURE_", "PACKER_", "KILN_"))}
-    env.update({
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(home / "aws-config"),
-        "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
-        "CHECKPOINT_DISABLE": "1",
-        "NO_PROXY": "127.0.0.1,localhost",
-        "PYTHONWARNINGS": "ignore",
-    })
+    env.update(
+        {
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": str(home / "aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "aws-credentials"),
+            "CHECKPOINT_DISABLE": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "PYTHONWARNINGS": "ignore",
+            # The code under test is this checkout's, whatever the venv's editable install points at.
+            "PYTHONPATH": str(REPO),
+        }
+    )
     return env
 
 
@@ -38,11 +42,17 @@ class Kiln:
     root: Path
     env: dict[str, str]
 
-    def doit(self, *args: str, code: int | None = 0, env: dict[str, str] | None = None,
-             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def doit(
+        self, *args: str, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
-            [sys.executable, "-m", "doit", *args], cwd=self.root, env={**self.env, **(env or {})},
-            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+            [sys.executable, "-m", "doit", *args],
+            cwd=self.root,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
         if code is not None and proc.returncode != code:
             raise AssertionError(
@@ -72,7 +82,9 @@ class Kiln:
     def current(self, role: str, region: str = "us-east-1", distro: str = "debian-12") -> str:
         rows = self.rows(
             "SELECT image_id FROM images WHERE role=? AND region=? AND distro=? AND state='available'"
-            " ORDER BY created_at DESC, id DESC", (role, region, distro))
+            " ORDER BY created_at DESC, id DESC",
+            (role, region, distro),
+        )
         assert rows, f"no image for {role} in {region}"
         return str(rows[0][0])
 
@@ -82,8 +94,13 @@ class Kiln:
     def ec2(self, region: str = "us-east-1") -> Any:
         import boto3
 
-        return boto3.client("ec2", region_name=region, endpoint_url=self.endpoint(),
-                            aws_access_key_id="testing", aws_secret_access_key="testing")
+        return boto3.client(
+            "ec2",
+            region_name=region,
+            endpoint_url=self.endpoint(),
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
 
     def edit(self, rel: str, append: str) -> None:
         path = self.root / rel
@@ -116,5 +133,6 @@ def kiln(tmp_path: Path) -> Iterator[Kiln]:
 
 
 def git_status(root: Path) -> str:
-    return subprocess.run(["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True,
-                          check=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, check=True
+    ).stdout

@@ -87,7 +87,9 @@ class AwsProvider:
             if code in ("AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
                 raise KilnError(f"AWS credentials: rejected by {what} ({code}); {_CRED_HINT}") from None
             if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
-                raise KilnError(f"AWS permissions: {what} was denied ({code}); grant the action to this identity") from None
+                raise KilnError(
+                    f"AWS permissions: {what} was denied ({code}); grant the action to this identity"
+                ) from None
             raise KilnError(f"AWS {what}: {code}: {message}") from None
         except EndpointConnectionError as err:
             raise KilnError(f"AWS {what}: cannot reach the endpoint ({err.kwargs.get('endpoint_url', '')})") from None
@@ -156,7 +158,9 @@ class AwsProvider:
             created=raw.get("CreationDate", ""),
             tags={t["Key"]: t["Value"] for t in raw.get("Tags", [])},
             snapshot_ids=tuple(
-                m["Ebs"]["SnapshotId"] for m in raw.get("BlockDeviceMappings", []) if "Ebs" in m and "SnapshotId" in m["Ebs"]
+                m["Ebs"]["SnapshotId"]
+                for m in raw.get("BlockDeviceMappings", [])
+                if "Ebs" in m and "SnapshotId" in m["Ebs"]
             ),
         )
 
@@ -166,7 +170,9 @@ class AwsProvider:
                 ec2 = self.client("ec2", region)
                 raw = self.call(
                     f"ec2 DescribeImages (ours) in {region}",
-                    lambda: ec2.describe_images(Owners=["self"], Filters=[{"Name": "tag:built-by", "Values": ["kiln"]}]),
+                    lambda: ec2.describe_images(
+                        Owners=["self"], Filters=[{"Name": "tag:built-by", "Values": ["kiln"]}]
+                    ),
                 )
                 self._ours[region] = [
                     self._image(region, i) for i in raw.get("Images", []) if i.get("State") in ("available", "pending")
@@ -193,12 +199,14 @@ class AwsProvider:
                 raw = self.call(
                     f"ec2 DescribeImages (vendor) in {region}",
                     lambda: ec2.describe_images(
-                        Owners=owners, Filters=[{"Name": "name", "Values": names}, {"Name": "state", "Values": ["available"]}]
+                        Owners=owners,
+                        Filters=[{"Name": "name", "Values": names}, {"Name": "state", "Values": ["available"]}],
                     ),
                 )
                 self._vendor[region] = list(raw.get("Images", []))
         matches = [
-            i for i in self._vendor[region]
+            i
+            for i in self._vendor[region]
             if i.get("OwnerId") == spec["owner"]
             and fnmatch.fnmatchcase(i.get("Name", ""), spec["name"])
             and i.get("Architecture", "x86_64") == spec["architecture"]
@@ -212,8 +220,10 @@ class AwsProvider:
 
     def describe_image(self, region: str, image_id: str) -> CloudImage | None:
         ec2 = self.client("ec2", region)
-        raw = self.call(f"ec2 DescribeImages {image_id} in {region}", lambda: ec2.describe_images(
-            Filters=[{"Name": "image-id", "Values": [image_id]}]))
+        raw = self.call(
+            f"ec2 DescribeImages {image_id} in {region}",
+            lambda: ec2.describe_images(Filters=[{"Name": "image-id", "Values": [image_id]}]),
+        )
         images = raw.get("Images", [])
         return self._image(region, images[0]) if images else None
 
@@ -236,7 +246,9 @@ class AwsProvider:
         ec2 = self.client("ec2", region)
         resources = [found.image_id, *found.snapshot_ids]
         tag_list = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
-        self.call(f"ec2 CreateTags {found.image_id} in {region}", lambda: ec2.create_tags(Resources=resources, Tags=tag_list))
+        self.call(
+            f"ec2 CreateTags {found.image_id} in {region}", lambda: ec2.create_tags(Resources=resources, Tags=tag_list)
+        )
 
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
         out: dict[str, list[CloudImage]] = {}
