@@ -166,6 +166,10 @@ class Catalog:
             current = self.roles[current].parent
         return list(reversed(out))
 
+    def topological(self) -> list[str]:
+        """Role names, parents before children (then by name)."""
+        return sorted(self.roles, key=lambda r: (len(self.chain(r)), r))
+
     def descendants(self, role: str) -> list[str]:
         return [r for r in self.roles if r != role and role in (x.name for x in self.chain(r))]
 

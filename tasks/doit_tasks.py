@@ -15,7 +15,6 @@ from . import guard
 from .catalog import Catalog, load_catalog
 from .engine import ImageKey, Run
 from .errors import KilnError
-from .fingerprints import input_files
 from .render import render_text, template_inputs, write_rendered
 
 # The run of this doit process, for the reporter (which learns the selected tasks).
@@ -38,15 +37,13 @@ def _run(root: Path) -> Run:
 def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
     run = _run(root)
     catalog, o = run.catalog, run.options
-    try:
-        # A missing playbook or role is a catalog mistake: say so before anything runs.
-        for role in catalog.roles.values():
-            playbook = run.options.playbook if run.options.playbook else role.playbook
-            input_files(catalog, role, role.playbook)
-            if playbook != role.playbook and playbook is not None:
-                input_files(catalog, role, playbook)
-    except KilnError as err:
-        raise InvalidCommand(str(err)) from None
+    # A missing playbook is a catalog mistake: say so before anything runs. Only existence is
+    # checked here (a stat); parsing waits for the build so `doit list` stays cheap.
+    for role in catalog.roles.values():
+        if role.playbook is not None and not (catalog.root / role.playbook).is_file():
+            raise InvalidCommand(
+                f"{role.playbook}: playbook of role {role.name} does not exist (packer/{role.name}/role.toml)"
+            )
     for role in catalog.roles.values():
         yield {"basename": role.name, "name": None, "doc": role.description}
         for distro in o.distros:
@@ -99,7 +96,7 @@ def _render(run: Run, name: str, role: str, distro: str, target: Path) -> object
 
 
 def _is_current(task: Any, values: Any, run: Run, key: ImageKey) -> bool:
-    return guard.guarded(run.failures, key.task, lambda: run.is_current(key))
+    return guard.uptodate(run.failures, key.task, lambda: run.is_current(key))
 
 
 def _build(run: Run, key: ImageKey) -> object:

@@ -52,8 +52,8 @@ def write_exports(run: Run, distro: str, region: str) -> None:
     if not paths:
         return
     current = run.results.current(run.options.provider, run.provider.account(), run.options.customer, distro, region)
-    order = list(run.catalog.roles)
-    images = {role: current[role] for role in sorted(current, key=order.index) if role in order}
+    order = run.catalog.topological()
+    images = {role: current[role] for role in order if role in current}
     header = f"written by kiln for {run.options.customer}/{distro}/{region} ({run.options.provider}); do not edit"
     with _lock:
         for kind, path in paths.items():

@@ -39,20 +39,22 @@ class Failures:
         return message
 
 
-def guarded(failures: Failures, task: str, fn: Callable[[], T]) -> T:
-    """Run fn; record and re-raise what goes wrong (for uptodate checks)."""
+def uptodate(failures: Failures, task: str, fn: Callable[[], bool]) -> bool:
+    """Run an up-to-date check. doit lets an exception here escape as a traceback, so a failure
+    is recorded and reported as 'not up to date'; the task's action then fails with it."""
     try:
         return fn()
     except (KilnError, BuildFailed, Interrupted) as err:
         failures.record(task, err.exit_code, str(err))
-        raise
     except Exception as err:
         failures.internal(task, err)
-        raise
+    return False
 
 
 def action(failures: Failures, task: str, fn: Callable[[], object]) -> TaskFailed | None:
     """Run fn as a doit action: a failure is a TaskFailed with one line, never a traceback."""
+    if task in failures.by_task:  # its up-to-date check failed already
+        return TaskFailed(failures.by_task[task][1])
     try:
         fn()
     except (KilnError, BuildFailed, Interrupted) as err:

@@ -30,7 +30,9 @@ class KilnReporter:
 
     @staticmethod
     def _label(task: Any) -> str:
-        return str(task.title()) if task.name.count(":") and task.name[0] != "_" else str(task.name)
+        if task.name.startswith("_render:"):
+            return "render " + "/".join(task.name.split(":", 1)[1].split("/")[:2])
+        return str(task.title()) if ":" in task.name else str(task.name)
 
     def initialize(self, tasks: Any, selected_tasks: list[str] | None) -> None:
         from .doit_tasks import CURRENT

@@ -95,7 +95,8 @@ class AwsProvider:
             raise KilnError(f"AWS {what}: cannot reach the endpoint ({err.kwargs.get('endpoint_url', '')})") from None
         except NoRegionError:
             raise KilnError(f"AWS {what}: no region given") from None
-        except BotoCoreError as err:
+        except (BotoCoreError, RuntimeError) as err:
+            # botocore raises RuntimeError when refreshed credentials are still expired.
             text = str(err)
             if "expired" in text.lower():
                 raise KilnError(f"AWS credentials: expired ({what}); {_CRED_HINT}") from None
