@@ -4,6 +4,7 @@ the up-to-date check shared by every image task, and the build."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
@@ -96,16 +97,23 @@ class Run:
                 if self.options.provider == "sandbox":
                     from .providers.sandbox import SandboxProvider
 
-                    self._provider = SandboxProvider(self.catalog, self.state)
+                    self._provider = SandboxProvider(self.catalog, self.state, self._chosen_distros())
                 elif self.options.provider == "aws":
                     from .providers.aws import AwsProvider
 
-                    self._provider = AwsProvider(self.catalog.distros, self.state)
+                    self._provider = AwsProvider(self._chosen_distros(), self.state)
                 else:
                     raise KilnError(
                         f"variable provider: provider '{self.options.provider}' is not available yet; use aws or sandbox"
                     )
             return self._provider
+
+    def _chosen_distros(self) -> dict[str, Any]:
+        # The vendor lookup asks for these distros' images only.
+        return {d: self.catalog.distros[d] for d in self.options.distros}
+
+    def cloud_calls(self) -> list[str]:
+        return list(self._provider.calls) if self._provider is not None else []
 
     def rendered_path(self, role: str, distro: str) -> Path:
         o = self.options
@@ -257,7 +265,7 @@ class Run:
         workdir.mkdir(parents=True, exist_ok=True)
         logs = self.state / "logs" / place
         logs.mkdir(parents=True, exist_ok=True)
-        log = logs / f"{stamp}.log"
+        log = logs / f"{stamp}-{os.getpid()}.log"
         variables: dict[str, Any] = {
             "region": key.region,
             "source_ami": source,

@@ -88,7 +88,8 @@ class KilnReporter:
             counts = CURRENT[0].counts
             if counts:
                 parts = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
-                self._say(f"{parts} in {time.monotonic() - self.started:.1f}s")
+                calls = len(CURRENT[0].cloud_calls())
+                self._say(f"{parts} in {time.monotonic() - self.started:.1f}s ({calls} cloud calls)")
         if interrupts.interrupted.is_set():
             self.codes.append(EXIT_INTERRUPTED)
         if self.codes:

@@ -72,7 +72,8 @@ class AwsProvider:
             UnauthorizedSSOTokenError,
         )
 
-        self.calls.append(what)
+        if what != "credentials":
+            self.calls.append(what)
         try:
             return fn()
         except NoCredentialsError:

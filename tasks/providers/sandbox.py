@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Catalog
+from ..catalog import Catalog, Distro
 from ..sandbox import FAKE_KEY, ensure_running
 from .aws import AwsProvider
 
@@ -13,8 +13,8 @@ from .aws import AwsProvider
 class SandboxProvider(AwsProvider):
     name = "sandbox"
 
-    def __init__(self, catalog: Catalog, state: Path) -> None:
-        super().__init__(catalog.distros, state)
+    def __init__(self, catalog: Catalog, state: Path, distros: dict[str, Distro]) -> None:
+        super().__init__(distros, state)
         self._catalog = catalog
 
     def _new_session(self) -> Any:
