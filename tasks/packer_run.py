@@ -52,6 +52,9 @@ def run_packer(
     workdir.mkdir(parents=True, exist_ok=True)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PACKER_"))}
     full_env.update(env)
+    # Packer's ansible provisioner runs ansible-playbook from PATH: the one installed beside kiln.
+    venv_bin = str(Path(sys.executable).parent)
+    full_env["PATH"] = os.pathsep.join([venv_bin, full_env.get("PATH", "")])
     full_env.update(
         {
             "CHECKPOINT_DISABLE": "1",  # Packer would otherwise ask the internet for new versions

@@ -43,7 +43,9 @@ def context(role: Role, distro: Distro, customer: Customer, provider: str, playb
         "role": {"name": role.name, "role_id": role.role_id, "description": role.description, "playbook": playbook},
         "distro": {"name": distro.name, **distro.conf.values},
         "customer": {"name": customer.name, **customer.conf.content()},
-        "provider": {"name": provider, "communicator": "none" if provider == "sandbox" else "ssh"},
+        # No playbook, nothing to reach: the root needs no SSH, even on AWS. The sandbox's
+        # instances have no machine behind them to reach.
+        "provider": {"name": provider, "communicator": "ssh" if playbook and provider != "sandbox" else "none"},
     }
 
 

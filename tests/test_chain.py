@@ -28,6 +28,11 @@ def test_chain_builds_tags_and_rebuilds_nothing(kiln: Kiln) -> None:
         assert row["fingerprint"] == tags["fingerprint"]
         assert row["packer_version"] and row["git_commit"] and row["manifest"]
     assert by_id[images["base-vmi"]]["role-id"] == "root-server"
+    # The root starts from the newest vendor release matching the distro's filter.
+    vendor = kiln.ec2().describe_images(Owners=["136693071363"])["Images"]
+    newest = max(vendor, key=lambda i: i["CreationDate"])
+    assert len(vendor) == 2
+    assert by_id[images["base-vmi"]]["parent-image"] == newest["ImageId"]
     assert by_id[images["server-base"]]["role-id"] == "base-server"
     assert by_id[images["server-base"]]["parent-image"] == images["base-vmi"]
     assert by_id[images["core"]]["parent-image"] == images["server-base"]

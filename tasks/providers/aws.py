@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -239,7 +240,9 @@ class AwsProvider:
         return env
 
     def packer_vars(self, region: str) -> dict[str, str]:
-        return {"ec2_endpoint": self._endpoint or ""}
+        # boto3 honours AWS_ENDPOINT_URL(_EC2) itself; Packer 1.6.6 does not, so pass it on.
+        endpoint = self._endpoint or os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("AWS_ENDPOINT_URL") or ""
+        return {"ec2_endpoint": endpoint}
 
     def tag_image(self, region: str, image: CloudImage | str, tags: dict[str, str]) -> None:
         found = image if isinstance(image, CloudImage) else self.describe_image(region, image)
