@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -26,6 +27,16 @@ def _show(prefix: str, text: str) -> None:
         for line in text.splitlines() or [""]:
             sys.stdout.write(f"{prefix} {line}\n")
         sys.stdout.flush()
+
+
+def _summary(errors: list[str]) -> str:
+    """The most telling line of Packer's errors: the last error's first line, without the
+    build-name prefix (the image's name is said already)."""
+    for error in reversed(errors):
+        lines = [line.strip() for line in error.splitlines() if line.strip()]
+        if lines:
+            return re.sub(r"^(-->\s*)?[\w.-]+\.[\w.-]+:\s*", "", lines[0])
+    return ""
 
 
 def parse_artifact(manifest: Path) -> str | None:
@@ -109,8 +120,7 @@ def run_packer(
     if interrupts.interrupted.is_set():
         raise Interrupted(f"interrupted; Packer cleaned up; see {log}")
     if code != 0:
-        last = next((e for e in reversed(errors) if e), f"packer exited with code {code}")
-        raise BuildFailed(f"packer build failed: {last.splitlines()[-1] if last else code}", str(log))
+        raise BuildFailed(f"packer build failed: {_summary(errors) or f'exit code {code}'}", str(log))
     artifact = parse_artifact(manifest)
     if artifact is None:
         raise BuildFailed("packer build finished but produced no image (zero artifacts)", str(log))
