@@ -17,25 +17,33 @@ from .engine import ImageKey, Run
 from .errors import KilnError
 from .render import render_text, template_inputs, write_rendered
 
-# The run of this doit process, for the reporter (which learns the selected tasks).
+# The run of this doit command line, for the reporter (which learns the selected tasks). Keyed
+# by doit's variables dict, which doit makes anew for every command line (tests run several
+# command lines in one process).
 CURRENT: list[Run] = []
+_FOR_VARS: list[object] = []
 RENDER_VERSION = "1"  # bump when render.py changes what it writes
 
 
-def _run(root: Path) -> Run:
-    if not CURRENT:
-        from .options import read_options
+def current_run(root: Path) -> Run:
+    """The Run of this command line, made on the first call of any task generator."""
+    from doit import doit_cmd
 
+    from .options import read_options
+
+    if not CURRENT or _FOR_VARS[0] is not doit_cmd._CMDLINE_VARS:
         try:
             catalog = load_catalog(root)
-            CURRENT.append(Run(catalog, read_options(catalog)))
+            run = Run(catalog, read_options(catalog))
         except KilnError as err:
             raise InvalidCommand(str(err)) from None
+        CURRENT[:] = [run]
+        _FOR_VARS[:] = [doit_cmd._CMDLINE_VARS]
     return CURRENT[0]
 
 
 def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
-    run = _run(root)
+    run = current_run(root)
     catalog, o = run.catalog, run.options
     # A missing playbook is a catalog mistake: say so before anything runs. Only existence is
     # checked here (a stat); parsing waits for the build so `doit list` stays cheap.

@@ -60,6 +60,7 @@ class Run:
         self.statcache = StatCache(self.state / "statcache.sqlite")
         self.selected: set[str] = set()
         FAILURES.state = self.state
+        FAILURES.by_task.clear()  # a new command line starts with none
         self.failures = FAILURES
         self.counts: Counter[str] = Counter()
         self._provider: Any = None

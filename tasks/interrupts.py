@@ -58,6 +58,10 @@ def _handler(signum: int, frame: FrameType | None) -> None:
 
 def install() -> None:
     """Called from the main thread (the reporter's initialize) before any build starts."""
+    global _signals
+    with _lock:
+        _signals = 0
+    interrupted.clear()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _handler)
         signal.signal(signal.SIGTERM, _handler)
