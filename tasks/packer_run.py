@@ -3,9 +3,11 @@ live with the image's name and kept in a log, the artifact read from the manifes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -112,11 +114,18 @@ def run_packer(
                 elif len(fields) < 3 or not fields[0].isdigit():
                     _show(prefix, raw.rstrip())  # plain output (a crash, a panic)
             code = proc.wait()
+        except SystemExit:
+            # The user interrupted twice: stop waiting, as promised (the handler named the build).
+            interrupts.unregister(proc.pid)
+            raise
+        except BaseException:
+            # Leaving for any other reason: let Packer clean up before we go.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+            proc.wait()
+            raise
         finally:
             interrupts.unregister(proc.pid)
-            if proc.poll() is None:  # we are leaving without Packer having finished
-                os.killpg(proc.pid, 2)
-                proc.wait()
     if interrupts.interrupted.is_set():
         raise Interrupted(f"interrupted; Packer cleaned up; see {log}")
     if code != 0:
