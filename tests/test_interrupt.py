@@ -57,7 +57,7 @@ def leftovers(kiln: Kiln) -> tuple[list[str], list[str], list[str]]:
 def test_a_signal_mid_build_cleans_up_and_exits_130(kiln: Kiln, sig: signal.Signals) -> None:
     proc, _ = start_build(kiln)
     proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert "waiting for Packer to clean up server-base/debian-12/eu-west-1" in err
@@ -103,7 +103,7 @@ def test_a_second_interrupt_stops_waiting_and_names_what_may_be_left(kiln: Kiln,
             if "interrupt again to stop waiting" in line:
                 break
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
         assert "Traceback" not in err
         line = next(line for line in err.splitlines() if "stopped waiting" in line)
