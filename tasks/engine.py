@@ -19,6 +19,7 @@ from .errors import BuildFailed, Interrupted, KilnError
 from .exports import write_exports
 from .fingerprints import content_manifest, fingerprint_of
 from .guard import FAILURES
+from .locks import image_lock
 from .options import Options
 from .packer_bin import packer_version
 from .packer_run import run_packer
@@ -240,6 +241,26 @@ class Run:
         return found[0].image_id
 
     def build(self, key: ImageKey) -> None:
+        """Build under this machine's lock for the fingerprint: a run that had to wait looks
+        for the other run's image before building its own."""
+        fp, _ = self.fingerprint(key)
+        lock = f"{self.options.provider}-{key.region}-{fp[:32]}"
+        with image_lock(self.state, lock, lambda text: self.say(f"{key.label}: {text}")) as waited:
+            if waited and not self.forced(key) and self._built_meanwhile(key, fp):
+                return
+            self._build(key)
+
+    def _built_meanwhile(self, key: ImageKey, fp: str) -> bool:
+        rows = self.results.images_for(self.options.provider, self.provider.account(), key.region, fp)
+        image = self.provider.describe_image(key.region, rows[0]["image_id"]) if rows else None
+        if image is None or image.fingerprint != fp:
+            return False
+        self.provider.remember(key.region, image)
+        self.counts["built by another run"] += 1
+        self.say(f"{key.label}: {image.image_id} was built meanwhile by the run we waited for")
+        return True
+
+    def _build(self, key: ImageKey) -> None:
         fp, manifest = self.fingerprint(key)
         role = self.catalog.roles[key.role]
         provider = self.provider

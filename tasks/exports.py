@@ -6,9 +6,12 @@ sandbox and local exports stay in the state folder so a demo never overwrites re
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,15 +50,26 @@ def export_paths(run: Run, distro: str, region: str) -> dict[str, Path]:
     return out
 
 
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def write_exports(run: Run, distro: str, region: str) -> None:
     paths = export_paths(run, distro, region)
     if not paths:
         return
-    current = run.results.current(run.options.provider, run.provider.account(), run.options.customer, distro, region)
-    order = run.catalog.topological()
-    images = {role: current[role] for role in order if role in current}
     header = f"written by kiln for {run.options.customer}/{distro}/{region} ({run.options.provider}); do not edit"
-    with _lock:
+    # Read and write under one lock across processes: two runs at once must not write an
+    # export from a database read that misses the other's image.
+    with _lock, _file_lock(run.state / "locks" / "exports.lock"):
+        current = run.results.current(
+            run.options.provider, run.provider.account(), run.options.customer, distro, region
+        )
+        images = {role: current[role] for role in run.catalog.topological() if role in current}
         for kind, path in paths.items():
             text = render_export(kind, images, header)
             if path.exists() and path.read_text() == text:

@@ -8,7 +8,9 @@ rendered text is the same for every region and every checkout.
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +87,7 @@ def packer_fmt(path: Path) -> None:
 
 def write_rendered(text: str, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp.pkr.hcl")
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.pkr.hcl")
     tmp.write_text(text)
     try:
         packer_fmt(tmp)
