@@ -12,20 +12,20 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .catalog import Catalog, Role
 from .errors import BuildFailed, Interrupted, KilnError
-from .exports import write_exports
-from .fingerprints import content_manifest, fingerprint_of
 from .guard import FAILURES
-from .locks import image_lock
 from .options import Options
-from .packer_bin import packer_version
-from .packer_run import run_packer
-from .providers.base import CloudImage
 from .results import ImageRow, Results
 from .statcache import StatCache
+
+if TYPE_CHECKING:
+    from .providers.base import CloudImage
+
+# Modules needed only to check or build an image are imported where used: `doit list` makes
+# a Run too, and must stay as cheap as doit's own listing.
 
 
 @dataclass(frozen=True)
@@ -144,6 +144,8 @@ class Run:
         rendered = self.rendered_path(key.role, key.distro)
         if not rendered.exists():
             raise KilnError(f"{rendered}: rendered template missing; run the whole task, not the image alone")
+        from .fingerprints import content_manifest, fingerprint_of
+
         manifest = content_manifest(
             self.catalog,
             self.statcache,
@@ -203,6 +205,9 @@ class Run:
         origin: str,
         build_id: int | None = None,
     ) -> None:
+        from .exports import write_exports
+        from .packer_bin import packer_version
+
         _, override = self.playbook(self.catalog.roles[key.role])
         row = ImageRow(
             provider=self.options.provider,
@@ -245,6 +250,8 @@ class Run:
         for the other run's image before building its own."""
         fp, _ = self.fingerprint(key)
         lock = f"{self.options.provider}-{key.region}-{fp[:32]}"
+        from .locks import image_lock
+
         with image_lock(self.state, lock, lambda text: self.say(f"{key.label}: {text}")) as waited:
             if waited and not self.forced(key) and self._built_meanwhile(key, fp):
                 return
@@ -310,6 +317,8 @@ class Run:
         build_id = self.results.start_build(o.provider, key.region, o.customer, key.distro, key.role, fp, log)
         self.say(f"{key.label}: building {name} from {source} (log {log})")
         try:
+            from .packer_run import run_packer
+
             image_id = run_packer(
                 key.label,
                 self.rendered_path(key.role, key.distro),
@@ -337,6 +346,8 @@ class Run:
             raise BuildFailed(
                 f"{image_id} was built but could not be tagged ({err}); it will not be reused", str(log)
             ) from None
+        from .providers.base import CloudImage
+
         image = CloudImage(
             image.image_id,
             image.name,

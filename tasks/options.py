@@ -5,8 +5,8 @@ Read only inside task generators: doit's get_var is empty outside its command li
 
 from __future__ import annotations
 
+import contextlib
 import json
-import re
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.util import find_spec
@@ -56,14 +56,31 @@ def cmdline_vars() -> dict[str, str]:
     return dict(doit_cmd._CMDLINE_VARS or {})
 
 
+_REGION_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
 @cache
-def aws_regions() -> frozenset[str]:
-    """Region names from botocore's endpoint data, read as JSON: no boto3 import."""
+def aws_regions(state: Path) -> frozenset[str]:
+    """Region names from botocore's endpoint data (no boto3 import). Parsing that file is a
+    tenth of `doit list`, so the names are kept in the state folder, keyed by its stat."""
     spec = find_spec("botocore")
     if spec is None or spec.origin is None:
         return frozenset()
-    data = json.loads((Path(spec.origin).parent / "data" / "endpoints.json").read_text())
-    return frozenset(r for p in data["partitions"] for r in p["regions"])
+    source = Path(spec.origin).parent / "data" / "endpoints.json"
+    st = source.stat()
+    key = f"{source}|{st.st_size}|{st.st_mtime_ns}"
+    cache_file = state / "aws-regions.json"
+    try:
+        cached = json.loads(cache_file.read_text())
+        if cached.get("key") == key:
+            return frozenset(cached["regions"])
+    except (OSError, ValueError, AttributeError):
+        pass
+    data = json.loads(source.read_text())
+    regions = sorted({r for p in data["partitions"] for r in p["regions"]})
+    with contextlib.suppress(OSError):  # a read-only state folder only makes listing slower
+        cache_file.write_text(json.dumps({"key": key, "regions": regions}))
+    return frozenset(regions)
 
 
 def _list(value: str, name: str) -> tuple[str, ...]:
@@ -110,7 +127,7 @@ def read_options(catalog: Catalog) -> Options:
             )
     regions = _list(pick("region", ",".join(customer.conf["regions"]), f"{cfile}:regions"), "region")
     if provider in ("aws", "sandbox"):
-        known = aws_regions()
+        known = aws_regions(catalog.state)
         for r in regions:
             if known and r not in known:
                 raise KilnError(
@@ -119,7 +136,7 @@ def read_options(catalog: Catalog) -> Options:
     elif provider == "local":
         regions = ("local",)
     for r in regions:
-        if not re.fullmatch(r"[a-z0-9-]+", r):
+        if not r or not set(r) <= _REGION_CHARS:
             raise KilnError(f"variable region: {r!r} is not a region name")
     force = vars_.get("force", "0")
     if force not in FORCE_VALUES:
