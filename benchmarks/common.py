@@ -33,7 +33,11 @@ def scratch_catalog() -> Path:
 
 
 def env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PACKER_"))}
+    # As on a user's machine, Python keeps compiled modules: some sandboxes switch that off,
+    # which would charge kiln's every run for recompiling its sources.
+    out = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PACKER_")) and k != "PYTHONDONTWRITEBYTECODE"
+    }
     out.update({"AWS_EC2_METADATA_DISABLED": "true", "CHECKPOINT_DISABLE": "1", "PYTHONPATH": str(REPO)})
     return out
 

@@ -3,6 +3,7 @@ the up-to-date check shared by every image task, and the build."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -58,7 +59,7 @@ class Run:
         self.customer = catalog.customer(options.customer)
         self.state = catalog.state
         self.results = Results(self.state / "results.sqlite")
-        self.statcache = StatCache(self.state / "statcache.sqlite")
+        self.statcache = StatCache(self.state / "statcache.marshal")
         self.selected: set[str] = set()
         FAILURES.state = self.state
         FAILURES.by_task.clear()  # a new command line starts with none
@@ -109,6 +110,20 @@ class Run:
                         f"variable provider: provider '{self.options.provider}' is not available yet; use aws or sandbox"
                     )
             return self._provider
+
+    def warm_up(self) -> None:
+        """Import the cloud SDK and make the first client in the background while doit checks
+        its dependencies: a third of a second, paid once per run."""
+        if self.options.provider not in ("aws", "sandbox") or not any(
+            ":" in s or s in self.catalog.roles for s in self.selected
+        ):
+            return
+
+        def warm() -> None:
+            with contextlib.suppress(Exception):  # the real call reports any failure
+                self.provider.client("ec2", self.options.regions[0])
+
+        threading.Thread(target=warm, name="kiln-warm-up", daemon=True).start()
 
     def _chosen_distros(self) -> dict[str, Any]:
         # The vendor lookup asks for these distros' images only.
@@ -271,7 +286,8 @@ class Run:
         fp, manifest = self.fingerprint(key)
         role = self.catalog.roles[key.role]
         provider = self.provider
-        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        # Milliseconds: clouds refuse a duplicate name, and force=1 twice in a second is not rare.
+        stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:-3]
         name = f"{key.role}-{key.distro}-{fp[:12]}-{stamp}"
         source = self.source_image(key)
         playbook, override = self.playbook(role)
@@ -335,10 +351,12 @@ class Run:
             self.results.finish_build(build_id, "failed", message=str(err))
             raise
         # The fingerprint tag is the commit point: only a finished, tagged image is ever found.
-        image = provider.describe_image(key.region, image_id)
-        if image is None:
-            self.results.finish_build(build_id, "failed", image_id, "image vanished after the build")
-            raise BuildFailed(f"Packer reported {image_id} but {key.region} does not have it", str(log))
+        from .providers.base import CloudImage
+
+        # Packer tagged the image (and its snapshots) with everything but the fingerprint; we
+        # know what it made, so no lookup is needed before the commit point.
+        created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        image = CloudImage(image_id, name, key.region, created, {**tags, "fingerprint": fp})
         try:
             provider.tag_image(key.region, image, {"fingerprint": fp})
         except KilnError as err:
@@ -346,16 +364,6 @@ class Run:
             raise BuildFailed(
                 f"{image_id} was built but could not be tagged ({err}); it will not be reused", str(log)
             ) from None
-        from .providers.base import CloudImage
-
-        image = CloudImage(
-            image.image_id,
-            image.name,
-            image.region,
-            image.created,
-            {**image.tags, "fingerprint": fp},
-            image.snapshot_ids,
-        )
         provider.remember(key.region, image)
         self._record(key, image, fp, manifest, origin="built", build_id=build_id)
         self.counts["built"] += 1

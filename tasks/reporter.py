@@ -40,6 +40,7 @@ class KilnReporter:
         interrupts.install()
         if CURRENT:
             CURRENT[0].selected = set(selected_tasks or [])
+            CURRENT[0].warm_up()
 
     def get_status(self, task: Any) -> None:
         pass

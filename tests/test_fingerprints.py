@@ -20,26 +20,26 @@ def test_stat_cache_reads_a_file_once_while_its_stat_is_unchanged(tmp_path: Path
     path.write_text("- hosts: all\n")
     old = time.time_ns() - 10_000_000_000
     os.utime(path, ns=(old, old))
-    cache = StatCache(tmp_path / "cache.sqlite")
+    cache = StatCache(tmp_path / "cache.marshal")
     first = cache.hash(path)
     cache.save()
     assert first == sha256_file(path)
     # Same size, same mtime, same inode, other bytes: a fresh cache trusts the stat, as git does.
     path.write_text("- hosts: any\n")
     os.utime(path, ns=(old, old))
-    assert StatCache(tmp_path / "cache.sqlite").hash(path) == first
+    assert StatCache(tmp_path / "cache.marshal").hash(path) == first
     # Any change of the stat makes it read the file again.
     os.utime(path, ns=(old + 1_000_000_000, old + 1_000_000_000))
-    assert StatCache(tmp_path / "cache.sqlite").hash(path) == sha256_file(path) != first
+    assert StatCache(tmp_path / "cache.marshal").hash(path) == sha256_file(path) != first
 
 
 def test_a_file_written_just_now_is_not_remembered(tmp_path: Path) -> None:
     path = tmp_path / "fresh.yml"
     path.write_text("a\n")
-    cache = StatCache(tmp_path / "cache.sqlite")
+    cache = StatCache(tmp_path / "cache.marshal")
     cache.hash(path)
     cache.save()
-    assert not (tmp_path / "cache.sqlite").exists(), "a racy entry must not be stored"
+    assert not (tmp_path / "cache.marshal").exists(), "a racy entry must not be stored"
 
 
 def test_fingerprint_is_canonical_and_periods_roll_over() -> None:
