@@ -5,6 +5,7 @@ Installed through pyproject.toml's [tool.doit.plugins.command], which replaces d
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,15 @@ class KilnRun(Run):  # type: ignore[misc]
     def execute(self, params: Any, args: Any) -> Any:
         try:
             return super().execute(params, args)
+        except (sqlite3.Error, OSError) as err:
+            # doit's own dependency file failed (a full disk, a vanished folder): say it in one
+            # line; kiln's results were committed image by image and are not lost.
+            dep_file = (
+                params.get("dep_file", "doit's dependency file") if hasattr(params, "get") else "doit's dependency file"
+            )
+            raise InvalidCommand(
+                f"{dep_file}: doit could not save its state ({' '.join(str(err).split())}); free space in the state folder"
+            ) from None
         except InvalidCommand as err:
             if err.not_found is None:
                 raise

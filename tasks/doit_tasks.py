@@ -29,8 +29,11 @@ def current_run(root: Path) -> Run:
     """The Run of this command line, made on the first call of any task generator."""
     from doit import doit_cmd
 
+    from .config import STATE_PROBLEM
     from .options import read_options
 
+    if STATE_PROBLEM:
+        raise InvalidCommand(STATE_PROBLEM[0])
     if not CURRENT or _FOR_VARS[0] is not doit_cmd._CMDLINE_VARS:
         try:
             catalog = load_catalog(root)

@@ -283,6 +283,9 @@ class Run:
         return True
 
     def _build(self, key: ImageKey) -> None:
+        from .packer_bin import packer_version
+
+        packer_version()  # a missing or too old Packer is said before anything is written
         fp, manifest = self.fingerprint(key)
         role = self.catalog.roles[key.role]
         provider = self.provider

@@ -3,6 +3,8 @@ code; anything else is a bug of ours, logged with its traceback, and still one l
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -11,7 +13,7 @@ from typing import TypeVar
 
 from doit.exceptions import TaskFailed
 
-from .errors import EXIT_ERROR, BuildFailed, Interrupted, KilnError
+from .errors import EXIT_ERROR, EXIT_USER, BuildFailed, Interrupted, KilnError
 
 T = TypeVar("T")
 
@@ -23,6 +25,19 @@ class Failures:
 
     def record(self, task: str, code: int, message: str) -> None:
         self.by_task.setdefault(task, (code, message))
+
+    def unexpected(self, task: str, err: BaseException) -> str:
+        """A full disk is the machine's state, not kiln's bug: one line, exit 3. Anything else
+        is a bug of ours."""
+        full = (isinstance(err, OSError) and err.errno == errno.ENOSPC) or (
+            isinstance(err, sqlite3.OperationalError) and "full" in str(err)
+        )
+        if full:
+            where = getattr(err, "filename", None) or self.state
+            message = f"{where}: no space left on the device; free some, or set [tool.kiln] state to a roomier folder"
+            self.record(task, EXIT_USER, message)
+            return message
+        return self.internal(task, err)
 
     def internal(self, task: str, err: BaseException) -> str:
         log = self.state / "logs" / "kiln-errors.log"
@@ -47,7 +62,7 @@ def uptodate(failures: Failures, task: str, fn: Callable[[], bool]) -> bool:
     except (KilnError, BuildFailed, Interrupted) as err:
         failures.record(task, err.exit_code, str(err))
     except Exception as err:
-        failures.internal(task, err)
+        failures.unexpected(task, err)
     return False
 
 
@@ -61,7 +76,7 @@ def action(failures: Failures, task: str, fn: Callable[[], object]) -> TaskFaile
         failures.record(task, err.exit_code, str(err))
         return TaskFailed(str(err))
     except Exception as err:
-        return TaskFailed(failures.internal(task, err))
+        return TaskFailed(failures.unexpected(task, err))
     return None
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .catalog import Catalog, Customer, Distro, Role
 from .errors import KilnError
-from .packer_bin import packer_path
+from .packer_bin import packer_path, packer_version
 
 TEMPLATES = "packer/_templates"
 # Which shared template builds for each provider.
@@ -77,6 +77,7 @@ def render_text(
 
 
 def packer_fmt(path: Path) -> None:
+    packer_version()  # refuses a Packer older than the floor before it misreads our HCL
     proc = subprocess.run([packer_path(), "fmt", str(path)], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()
