@@ -364,13 +364,20 @@ class Run:
             provider.tag_image(key.region, image, {"fingerprint": fp})
         except KilnError as err:
             self.results.finish_build(build_id, "failed", image_id, f"tagging failed: {err}")
-            raise BuildFailed(
-                f"{image_id} was built but could not be tagged ({err}); it will not be reused", str(log)
-            ) from None
+            raise BuildFailed(self._untaggable(key, image_id, str(err)), str(log)) from None
         provider.remember(key.region, image)
         self._record(key, image, fp, manifest, origin="built", build_id=build_id)
         self.counts["built"] += 1
         self.say(f"{key.label}: built {image_id}")
+
+    def _untaggable(self, key: ImageKey, image_id: str, why: str) -> str:
+        """An image without its fingerprint tag is never found again: remove it rather than
+        leave it to cost money, and say what happened either way."""
+        try:
+            self.provider.deregister(key.region, image_id)
+        except KilnError as err:
+            return f"{image_id} was built but could not be tagged ({why}) nor deregistered ({err}); it will never be reused: deregister it by hand"
+        return f"{image_id} was built but could not be tagged ({why}); it was deregistered and will be rebuilt next run"
 
     def warn_expiry(self) -> None:
         expiry = self.provider.credentials_expiry()

@@ -83,6 +83,7 @@ def run_packer(
     cmd[2:2] = ["-machine-readable", "-color=false"]
     prefix = f"[{image}]"
     errors: list[str] = []
+    plain: list[str] = []
     with log.open("w") as out:
         out.write(f"# {' '.join(cmd)}\n# cwd {workdir}\n")
         try:
@@ -113,6 +114,8 @@ def run_packer(
                     _show(prefix, text.rstrip())
                 elif len(fields) < 3 or not fields[0].isdigit():
                     _show(prefix, raw.rstrip())  # plain output (a crash, a panic)
+                    if raw.strip():
+                        plain.append(raw.strip())
             code = proc.wait()
         except SystemExit:
             # The user interrupted twice: stop waiting, as promised (the handler named the build).
@@ -129,7 +132,9 @@ def run_packer(
     if interrupts.interrupted.is_set():
         raise Interrupted(f"interrupted; Packer cleaned up; see {log}")
     if code != 0:
-        raise BuildFailed(f"packer build failed: {_summary(errors) or f'exit code {code}'}", str(log))
+        crash = next((line for line in plain if line.startswith("panic")), plain[-1] if plain else "")
+        telling = _summary(errors) or crash or f"exit code {code}"
+        raise BuildFailed(f"packer build failed: {telling}", str(log))
     artifact = parse_artifact(manifest)
     if artifact is None:
         raise BuildFailed("packer build finished but produced no image (zero artifacts)", str(log))

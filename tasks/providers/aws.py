@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +24,8 @@ _CRED_HINT = "set AWS_PROFILE, run 'aws configure' or 'aws sso login', or export
 
 class AwsProvider:
     name = "aws"
+    # A real cloud has passing faults worth waiting out; the sandbox on loopback does not.
+    max_attempts = 8
 
     def __init__(self, distros: dict[str, Distro], state: Path, endpoint: str | None = None) -> None:
         self._distros = distros
@@ -55,7 +58,9 @@ class AwsProvider:
             if key not in self._clients:
                 from botocore.config import Config
 
-                config = Config(retries={"mode": "adaptive", "max_attempts": 8}, connect_timeout=10, read_timeout=60)
+                config = Config(
+                    retries={"mode": "adaptive", "max_attempts": self.max_attempts}, connect_timeout=10, read_timeout=60
+                )
                 self._clients[key] = self.session().client(
                     service, region_name=region, endpoint_url=self._endpoint, config=config
                 )
@@ -254,6 +259,14 @@ class AwsProvider:
         self.call(
             f"ec2 CreateTags {found.image_id} in {region}", lambda: ec2.create_tags(Resources=resources, Tags=tag_list)
         )
+
+    def deregister(self, region: str, image_id: str) -> None:
+        """Deregister an image and delete its snapshots (deregistering alone leaves them)."""
+        found = self.describe_image(region, image_id)
+        ec2 = self.client("ec2", region)
+        self.call(f"ec2 DeregisterImage {image_id} in {region}", lambda: ec2.deregister_image(ImageId=image_id))
+        for snapshot in found.snapshot_ids if found else ():
+            self.call(f"ec2 DeleteSnapshot {snapshot} in {region}", partial(ec2.delete_snapshot, SnapshotId=snapshot))
 
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
         out: dict[str, list[CloudImage]] = {}

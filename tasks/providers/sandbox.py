@@ -12,6 +12,7 @@ from .aws import AwsProvider
 
 class SandboxProvider(AwsProvider):
     name = "sandbox"
+    max_attempts = 2
 
     def __init__(self, catalog: Catalog, state: Path, distros: dict[str, Distro]) -> None:
         super().__init__(distros, state)
