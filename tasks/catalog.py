@@ -59,6 +59,9 @@ CUSTOMER_SCHEMA = {
     "tags": Field(dict, free_table=True, default={}, content=True),
     "ansible_vars": Field(dict, free_table=True, default={}, content=True),
     "exports": Field(dict, table=_EXPORTS, default={}),
+    # Teammates share one DynamoDB table per account and region for build leases.
+    "lease_table": Field(str, default="kiln-build-leases"),
+    "lease_seconds": Field(int, default=600),
 }
 PACKAGE_SCHEMA = {"vpc_id": Field(str), "subnet_id": Field(str)}
 PROJECT_SCHEMA = {"customer": Field(str, required=True), "state": Field(str, default=".kiln")}

@@ -261,25 +261,41 @@ class Run:
         return found[0].image_id
 
     def build(self, key: ImageKey) -> None:
-        """Build under this machine's lock for the fingerprint: a run that had to wait looks
-        for the other run's image before building its own."""
+        """Build under this machine's lock for the fingerprint, then the account's lease in the
+        cloud: a run that had to wait for either looks for the other's image before building."""
         fp, _ = self.fingerprint(key)
         lock = f"{self.options.provider}-{key.region}-{fp[:32]}"
+        from .lease import build_lease
         from .locks import image_lock
 
-        with image_lock(self.state, lock, lambda text: self.say(f"{key.label}: {text}")) as waited:
-            if waited and not self.forced(key) and self._built_meanwhile(key, fp):
-                return
-            self._build(key)
+        def say(text: str) -> None:
+            self.say(f"{key.label}: {text}")
 
-    def _built_meanwhile(self, key: ImageKey, fp: str) -> bool:
-        rows = self.results.images_for(self.options.provider, self.provider.account(), key.region, fp)
-        image = self.provider.describe_image(key.region, rows[0]["image_id"]) if rows else None
-        if image is None or image.fingerprint != fp:
+        conf = self.customer.conf
+        with image_lock(self.state, lock, say) as waited:
+            if waited and not self.forced(key) and self._built_meanwhile(key, fp, "the run we waited for"):
+                return
+            table, seconds = str(conf["lease_table"]), int(conf["lease_seconds"])
+            with build_lease(self.provider, key.region, table, seconds, fp, say) as holder:
+                if holder and not self.forced(key) and self._built_meanwhile(key, fp, holder):
+                    return
+                self._build(key)
+
+    def _built_meanwhile(self, key: ImageKey, fp: str, who: str) -> bool:
+        """Look again (one call): the run we waited for may have made the image."""
+        self.provider.forget(key.region)
+        found = self._cloud(key.region).get(fp)
+        if not found:
             return False
-        self.provider.remember(key.region, image)
+        image = found[0]
+        known = {
+            r["image_id"]
+            for r in self.results.images_for(self.options.provider, self.provider.account(), key.region, fp)
+        }
+        if image.image_id not in known:
+            self._record(key, image, fp, self.fingerprint(key)[1], origin="adopted")
         self.counts["built by another run"] += 1
-        self.say(f"{key.label}: {image.image_id} was built meanwhile by the run we waited for")
+        self.say(f"{key.label}: {image.image_id} was built meanwhile by {who}")
         return True
 
     def _build(self, key: ImageKey) -> None:

@@ -66,8 +66,8 @@ def test_tagging_failing_after_the_image_was_made(kiln: Kiln, tmp_path: Path) ->
     )
     keys = {}
     for user, actions in (
-        ("packer", ["ec2:*", "iam:*", "sts:*"]),
-        ("kiln", ["ec2:Describe*", "ec2:DeregisterImage", "ec2:DeleteSnapshot", "sts:*"]),
+        ("packer", ["ec2:*", "iam:*", "sts:*", "dynamodb:*"]),
+        ("kiln", ["ec2:Describe*", "ec2:DeregisterImage", "ec2:DeleteSnapshot", "sts:*", "dynamodb:*"]),
     ):
         iam.create_user(UserName=user)
         policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}

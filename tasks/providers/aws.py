@@ -93,7 +93,10 @@ class AwsProvider:
                 raise KilnError(f"AWS credentials: expired ({what}); refresh them ({_CRED_HINT})") from None
             if code in ("AuthFailure", "InvalidClientTokenId", "UnrecognizedClientException", "SignatureDoesNotMatch"):
                 raise KilnError(f"AWS credentials: rejected by {what} ({code}); {_CRED_HINT}") from None
-            if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException"):
+            # moto answers some services' denials with a bare 403 and the reason in the text.
+            if code in ("UnauthorizedOperation", "AccessDenied", "AccessDeniedException") or (
+                "not authorized to perform" in message + str(err)
+            ):
                 raise KilnError(
                     f"AWS permissions: {what} was denied ({code}); grant the action to this identity"
                 ) from None
