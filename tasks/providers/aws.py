@@ -42,9 +42,9 @@ class AwsProvider:
     # -- session and clients ----------------------------------------------------------------
 
     def _new_session(self) -> Any:
-        import boto3
+        from .sdk import session
 
-        return boto3.Session()
+        return session(self._state / "cache" / "sdk")
 
     def session(self) -> Any:
         with self._lock:

@@ -19,11 +19,11 @@ class SandboxProvider(AwsProvider):
         self._catalog = catalog
 
     def _new_session(self) -> Any:
-        import boto3
+        from .sdk import session
 
         # Started on first use, not at `doit list`.
         self._endpoint = ensure_running(self._catalog)
-        return boto3.Session(aws_access_key_id=FAKE_KEY, aws_secret_access_key=FAKE_KEY)
+        return session(self._state / "cache" / "sdk", FAKE_KEY, FAKE_KEY)
 
     def credentials_expiry(self) -> float | None:
         return None
