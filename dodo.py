@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tasks.config import doit_config
 from tasks.doit_tasks import image_tasks, sandbox_tasks
+from tasks.fleet_tasks import fleet_tasks
 
 ROOT = Path(__file__).resolve().parent
 DOIT_CONFIG = doit_config(ROOT)
@@ -20,3 +21,8 @@ def task_images():  # type: ignore[no-untyped-def]
 def task_sandbox():  # type: ignore[no-untyped-def]
     """The sandbox's EC2 API on loopback."""
     yield from sandbox_tasks(ROOT)
+
+
+def task_fleet():  # type: ignore[no-untyped-def]
+    """Commands across regions and accounts: validate, init-region, why, images, revoke, prune, sync."""
+    yield from fleet_tasks(ROOT)

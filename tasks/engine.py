@@ -70,6 +70,9 @@ class Run:
         self._confirmed: set[str] = set()
         self._lock = threading.RLock()
         self._git: str | None = None
+        # Commands that read the database and local files only (why, images) take the vendor
+        # image as last recorded instead of asking the cloud.
+        self.offline = False
 
     # -- what the command line asked ----------------------------------------------------------
 
@@ -153,6 +156,15 @@ class Run:
         role = self.catalog.roles[key.role]
         if role.parent is not None:
             origin = {"parent_fingerprint": self.fingerprint(ImageKey(role.parent, key.distro, key.region))[0]}
+        elif self.offline:
+            origin = self.recorded_vendor(key)
+            if not origin:
+                # Only the cloud's tags are known (a synced database): trust the recorded root.
+                from .fleet.inventory import current_row
+
+                row = current_row(self, key.role, key.distro, key.region)
+                if row is not None:
+                    return str(row["fingerprint"]), {}
         else:
             origin = self.provider.vendor_image(key.region, key.distro).identity()
         playbook, override = self.playbook(role)
@@ -179,9 +191,21 @@ class Run:
             self._fingerprints[key] = result
         return result
 
+    def recorded_vendor(self, key: ImageKey) -> dict[str, str]:
+        o = self.options
+        rows = self.results.read(
+            "SELECT manifest FROM images WHERE provider=? AND customer=? AND distro=? AND region=? AND role=?"
+            " AND manifest LIKE '%vendor_image%' ORDER BY created_at DESC, id DESC LIMIT 1",
+            (o.provider, o.customer, key.distro, key.region, key.role),
+        )
+        if not rows:
+            return {}
+        vendor: dict[str, str] = json.loads(rows[0]["manifest"])["vendor_image"]
+        return vendor
+
     # -- up to date ---------------------------------------------------------------------------
 
-    def _cloud(self, region: str) -> dict[str, list[CloudImage]]:
+    def cloud_images(self, region: str) -> dict[str, list[CloudImage]]:
         found: dict[str, list[CloudImage]] = self.provider.images_by_fingerprint(region)
         with self._lock:
             first = region not in self._confirmed
@@ -195,11 +219,11 @@ class Run:
         if self.forced(key):
             return False
         provider, account = self.options.provider, self.provider.account()
-        cloud = self._cloud(key.region).get(fp, [])
+        cloud = self.cloud_images(key.region).get(fp, [])
         known = {r["image_id"] for r in self.results.images_for(provider, account, key.region, fp)}
-        cloud_ids = {i.image_id for i in cloud}
+        existing = {i.image_id for i in self.provider.our_images(key.region)}
         # An image the database knows but the cloud lost (deregistered behind kiln's back).
-        self.results.mark_gone(provider, account, key.region, sorted(known - cloud_ids))
+        self.results.mark_gone(provider, account, key.region, sorted(known - existing))
         if not cloud:
             return False
         image = cloud[0]
@@ -219,6 +243,7 @@ class Run:
         manifest: dict[str, Any],
         origin: str,
         build_id: int | None = None,
+        source: str | None = None,
     ) -> None:
         from .exports import write_exports
         from .packer_bin import packer_version
@@ -235,7 +260,7 @@ class Run:
             image_id=image.image_id,
             image_name=image.name,
             parent_image=image.tags.get("parent-image"),
-            source_image=image.tags.get("parent-image"),
+            source_image=source or image.tags.get("parent-image"),
             origin=origin,
             manifest=manifest,
             packer_version=packer_version() if origin == "built" else None,
@@ -255,7 +280,7 @@ class Run:
         if role.parent is None:
             return str(self.provider.vendor_image(key.region, key.distro).image_id)
         parent = ImageKey(role.parent, key.distro, key.region)
-        found = self._cloud(key.region).get(self.fingerprint(parent)[0])
+        found = self.cloud_images(key.region).get(self.fingerprint(parent)[0])
         if not found:
             raise KilnError(f"{key.label}: parent {parent.label} has no image; build it first (doit {role.parent})")
         return found[0].image_id
@@ -279,12 +304,33 @@ class Run:
             with build_lease(self.provider, key.region, table, seconds, fp, say) as holder:
                 if holder and not self.forced(key) and self._built_meanwhile(key, fp, holder):
                     return
+                if self.options.copy and not self.forced(key) and self._copy_fill(key, fp):
+                    return
                 self._build(key)
+
+    def _copy_fill(self, key: ImageKey, fp: str) -> bool:
+        """The same fingerprint in another region of this account: copy it instead of building
+        (minutes and no instance, instead of a build)."""
+        o = self.options
+        account = self.provider.account()
+        # Regions the database knows first, then this run's other regions (looked up already).
+        regions = self.results.copy_regions(o.provider, account, fp, key.region)
+        regions += [r for r in o.regions if r != key.region and r not in regions]
+        source = next((found[0] for r in regions if (found := self.cloud_images(r).get(fp))), None)
+        if source is None:
+            return False
+        from .copying import copy_image
+
+        image = copy_image(self, key, source, fp)
+        self._record(key, image, fp, self.fingerprint(key)[1], origin="copied", source=source.image_id)
+        self.counts["copied"] += 1
+        self.say(f"{key.label}: copied {source.image_id} from {source.region} as {image.image_id}")
+        return True
 
     def _built_meanwhile(self, key: ImageKey, fp: str, who: str) -> bool:
         """Look again (one call): the run we waited for may have made the image."""
         self.provider.forget(key.region)
-        found = self._cloud(key.region).get(fp)
+        found = self.cloud_images(key.region).get(fp)
         if not found:
             return False
         image = found[0]

@@ -66,10 +66,9 @@ def write_exports(run: Run, distro: str, region: str) -> None:
     # Read and write under one lock across processes: two runs at once must not write an
     # export from a database read that misses the other's image.
     with _lock, _file_lock(run.state / "locks" / "exports.lock"):
-        current = run.results.current(
-            run.options.provider, run.provider.account(), run.options.customer, distro, region
-        )
-        images = {role: current[role] for role in run.catalog.topological() if role in current}
+        from .fleet.inventory import mainline  # the same answer `doit images` gives
+
+        images = mainline(run, distro, region)
         for kind, path in paths.items():
             text = render_export(kind, images, header)
             if path.exists() and path.read_text() == text:

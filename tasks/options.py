@@ -49,6 +49,7 @@ class Options:
     force: str = "0"
     playbook: str | None = None
     debug: bool = False
+    copy: bool = True
     provenance: dict[str, str] = field(default_factory=dict)
 
 
@@ -90,8 +91,8 @@ def _list(value: str, name: str) -> tuple[str, ...]:
     return items
 
 
-def _flag(vars_: dict[str, str], name: str) -> bool:
-    value = vars_.get(name, "0")
+def _flag(vars_: dict[str, str], name: str, default: str = "0") -> bool:
+    value = vars_.get(name, default)
     if value not in ("0", "1"):
         raise KilnError(f"variable {name}: {value!r} is not valid; valid: 0, 1")
     return value == "1"
@@ -152,5 +153,6 @@ def read_options(catalog: Catalog) -> Options:
         force=force,
         playbook=playbook,
         debug=_flag(vars_, "debug"),
+        copy=_flag(vars_, "copy", "1"),
         provenance=prov,
     )

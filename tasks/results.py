@@ -29,6 +29,7 @@ CREATE TABLE IF NOT EXISTS images (
     state TEXT NOT NULL DEFAULT 'available',   -- available | gone | revoked
     created_at TEXT NOT NULL, packer_version TEXT, git_commit TEXT,
     playbook_override TEXT,
+    revoked_reason TEXT,
     manifest TEXT NOT NULL,
     UNIQUE (provider, account, region, image_id)
 );
@@ -72,6 +73,7 @@ class ImageRow:
     playbook_override: str | None = None
     created_at: str = ""
     state: str = "available"
+    revoked_reason: str | None = None
 
 
 class Results:
@@ -89,6 +91,9 @@ class Results:
             if not self._ready:
                 con.execute("PRAGMA journal_mode=WAL")
                 con.executescript(SCHEMA)
+                columns = {r["name"] for r in con.execute("PRAGMA table_info(images)")}
+                if "revoked_reason" not in columns:  # a database from before revocation
+                    con.execute("ALTER TABLE images ADD COLUMN revoked_reason TEXT")
                 self._ready = True
             return con
         except sqlite3.Error as err:
@@ -148,15 +153,16 @@ class Results:
             row.packer_version,
             row.git_commit,
             row.playbook_override,
+            row.revoked_reason,
             json.dumps(row.manifest, sort_keys=True),
         )
         sql = (
             "INSERT INTO images (provider, account, region, customer, distro, role, fingerprint,"
             " image_id, image_name, parent_image, source_image, origin, state, created_at,"
-            " packer_version, git_commit, playbook_override, manifest)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT (provider, account, region, image_id) DO UPDATE SET state = 'available',"
-            " fingerprint = excluded.fingerprint"
+            " packer_version, git_commit, playbook_override, revoked_reason, manifest)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (provider, account, region, image_id) DO UPDATE SET state = excluded.state,"
+            " fingerprint = excluded.fingerprint, revoked_reason = excluded.revoked_reason"
         )
         if con is not None:
             con.execute(sql, values)
@@ -180,14 +186,32 @@ class Results:
                 [(provider, account, region, i) for i in image_ids],
             )
 
-    def current(self, provider: str, account: str, customer: str, distro: str, region: str) -> dict[str, str]:
-        """role -> newest available image id."""
+    def copy_regions(self, provider: str, account: str, fingerprint: str, exclude: str) -> list[str]:
+        """Other regions where the database knows an image with this fingerprint."""
         rows = self.read(
-            "SELECT role, image_id FROM images WHERE provider=? AND account=? AND customer=? AND distro=?"
-            " AND region=? AND state='available' AND playbook_override IS NULL ORDER BY created_at, id",
-            (provider, account, customer, distro, region),
+            "SELECT DISTINCT region FROM images WHERE provider=? AND account=? AND fingerprint=? AND region != ?"
+            " AND state='available' GROUP BY region ORDER BY min(origin != 'built'), region",
+            (provider, account, fingerprint, exclude),
         )
-        return {r["role"]: r["image_id"] for r in rows}
+        return [str(r["region"]) for r in rows]
+
+    def by_image(self, image_id: str) -> list[sqlite3.Row]:
+        return self.read("SELECT * FROM images WHERE image_id=? ORDER BY id", (image_id,))
+
+    def revoke(self, image_id: str, reason: str) -> None:
+        with self.write() as con:
+            con.execute("UPDATE images SET state='revoked', revoked_reason=? WHERE image_id=?", (reason, image_id))
+
+    def set_state(self, provider: str, account: str, region: str, image_id: str, state: str) -> None:
+        with self.write() as con:
+            con.execute(
+                "UPDATE images SET state=? WHERE provider=? AND account=? AND region=? AND image_id=?",
+                (state, provider, account, region, image_id),
+            )
+
+    def last_confirmed(self, provider: str, region: str) -> str | None:
+        rows = self.read("SELECT max(at) AS at FROM confirmations WHERE provider=? AND region=?", (provider, region))
+        return str(rows[0]["at"]) if rows and rows[0]["at"] else None
 
     def confirmed(self, provider: str, account: str, region: str) -> None:
         with self.write() as con:

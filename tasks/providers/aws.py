@@ -272,14 +272,54 @@ class AwsProvider:
             self.call(f"ec2 DeleteSnapshot {snapshot} in {region}", partial(ec2.delete_snapshot, SnapshotId=snapshot))
 
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
+        """Usable images by fingerprint, newest first: never a revoked one, nor one built on a
+        revoked image (its parent's fingerprint is unchanged, but what it was built on is not)."""
+        images = self.our_images(region)
+        tainted = tainted_ids(images)
         out: dict[str, list[CloudImage]] = {}
-        for image in self.our_images(region):
-            if image.fingerprint and image.tags.get("revoked") is None:
+        for image in images:
+            if image.fingerprint and image.image_id not in tainted:
                 out.setdefault(image.fingerprint, []).append(image)
-        for images in out.values():
-            images.sort(key=lambda i: (i.created, i.image_id), reverse=True)
+        for found in out.values():
+            found.sort(key=lambda i: (i.created, i.image_id), reverse=True)
         return out
 
+    def copy_image(self, source: CloudImage, region: str) -> str:
+        """Start copying an image into another region of this account; returns the new id."""
+        ec2 = self.client("ec2", region)
+        raw = self.call(
+            f"ec2 CopyImage {source.image_id} from {source.region} in {region}",
+            lambda: ec2.copy_image(
+                SourceImageId=source.image_id,
+                SourceRegion=source.region,
+                Name=source.name,
+                Description=f"copy of {source.region}/{source.image_id} by kiln",
+            ),
+        )
+        return str(raw["ImageId"])
 
-def regions_of(images: Iterable[CloudImage]) -> set[str]:
-    return {i.region for i in images}
+    def wait_available(self, region: str, image_id: str) -> CloudImage:
+        ec2 = self.client("ec2", region)
+        waiter = ec2.get_waiter("image_available")
+        self.call(
+            f"ec2 DescribeImages (waiting for {image_id}) in {region}",
+            lambda: waiter.wait(ImageIds=[image_id], WaiterConfig={"Delay": 15, "MaxAttempts": 240}),
+        )
+        found = self.describe_image(region, image_id)
+        if found is None:
+            raise KilnError(f"AWS: the copy {image_id} vanished from {region} before it was available")
+        return found
+
+
+def tainted_ids(images: Iterable[CloudImage]) -> set[str]:
+    """Revoked images and everything built on them, transitively (parents are in the same region)."""
+    images = list(images)
+    tainted = {i.image_id for i in images if i.tags.get("revoked") is not None}
+    grew = True
+    while grew:
+        grew = False
+        for image in images:
+            if image.image_id not in tainted and image.tags.get("parent-image") in tainted:
+                tainted.add(image.image_id)
+                grew = True
+    return tainted

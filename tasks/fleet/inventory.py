@@ -1,0 +1,186 @@
+"""The current image per role, distro and region from the results database, with its age and
+whether it is up to date: what `doit images` shows and what the exports are written from."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from ..errors import KilnError
+
+if TYPE_CHECKING:
+    from ..engine import Run
+
+
+@dataclass(frozen=True)
+class Entry:
+    role: str
+    distro: str
+    region: str
+    customer: str
+    provider: str
+    image_id: str
+    origin: str
+    created_at: str
+    status: str  # up to date | stale | revoked | parent revoked | missing
+    fingerprint: str
+    row: sqlite3.Row | None
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "role": self.role,
+            "distro": self.distro,
+            "region": self.region,
+            "customer": self.customer,
+            "provider": self.provider,
+            "image_id": self.image_id,
+            "origin": self.origin,
+            "created_at": self.created_at,
+            "age": age(self.created_at),
+            "status": self.status,
+        }
+
+
+def age(created: str) -> str:
+    if not created:
+        return "-"
+    try:
+        then = datetime.strptime(created[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    except ValueError:
+        return "-"
+    seconds = max(0, int((datetime.now(UTC) - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def current_row(run: Run, role: str, distro: str, region: str) -> sqlite3.Row | None:
+    """The image the catalog uses now: the newest mainline one that was not lost."""
+    o = run.options
+    rows = run.results.read(
+        "SELECT * FROM images WHERE provider=? AND customer=? AND distro=? AND region=? AND role=?"
+        " AND state IN ('available', 'revoked') AND playbook_override IS NULL ORDER BY created_at DESC, id DESC LIMIT 1",
+        (o.provider, o.customer, distro, region, role),
+    )
+    return rows[0] if rows else None
+
+
+def revoked_below(run: Run, row: sqlite3.Row) -> str | None:
+    """The revoked ancestor this image was built on, if any (by recorded parent image ids)."""
+    seen: set[str] = set()
+    parent = row["parent_image"]
+    while parent and parent not in seen:
+        seen.add(parent)
+        found = run.results.by_image(parent)
+        if not found:
+            return None
+        if any(r["state"] == "revoked" for r in found):
+            return str(parent)
+        parent = found[-1]["parent_image"]
+    return None
+
+
+def status_of(run: Run, role: str, distro: str, region: str) -> tuple[sqlite3.Row | None, str, str]:
+    """(current row, status, wanted fingerprint)."""
+    from ..engine import ImageKey
+
+    row = current_row(run, role, distro, region)
+    wanted = run.fingerprint(ImageKey(role, distro, region))[0]
+    if row is None:
+        return None, "missing", wanted
+    if row["state"] == "revoked":
+        return row, "revoked", wanted
+    if revoked_below(run, row):
+        return row, "parent revoked", wanted
+    return row, "up to date" if row["fingerprint"] == wanted else "stale", wanted
+
+
+def scope(run: Run) -> tuple[list[str], list[str], list[str]]:
+    """Roles, distros and regions to show: those named on the command line, else every one the
+    database holds for this provider and customer."""
+    import doit.doit_cmd
+
+    o = run.options
+    named = dict(doit.doit_cmd._CMDLINE_VARS or {})
+    roles = list(run.catalog.topological())
+    if named.get("role"):
+        wanted = [r.strip() for r in named["role"].split(",")]
+        for r in wanted:
+            if r not in run.catalog.roles:
+                raise KilnError(f"variable role: unknown role '{r}'; valid: {', '.join(sorted(run.catalog.roles))}")
+        roles = [r for r in roles if r in wanted]
+    recorded = run.results.read(
+        "SELECT DISTINCT distro, region FROM images WHERE provider=? AND customer=?", (o.provider, o.customer)
+    )
+    distros = list(o.distros) if "distro" in named else sorted({r["distro"] for r in recorded}) or list(o.distros)
+    regions = list(o.regions) if "region" in named else sorted({r["region"] for r in recorded}) or list(o.regions)
+    return roles, distros, regions
+
+
+def inventory(run: Run, roles: list[str], distros: list[str], regions: list[str]) -> list[Entry]:
+    o = run.options
+    out: list[Entry] = []
+    for distro in distros:
+        for region in regions:
+            for role in roles:
+                row, status, wanted = status_of(run, role, distro, region)
+                out.append(
+                    Entry(
+                        role=role,
+                        distro=distro,
+                        region=region,
+                        customer=o.customer,
+                        provider=o.provider,
+                        image_id=row["image_id"] if row else "-",
+                        origin=row["origin"] if row else "-",
+                        created_at=row["created_at"] if row else "",
+                        status=status,
+                        fingerprint=wanted,
+                        row=row,
+                    )
+                )
+    return out
+
+
+def render(entries: list[Entry], fmt: str) -> str:
+    rows = [e.as_dict() for e in entries if e.image_id != "-" or fmt == "table"]
+    if fmt == "json":
+        return json.dumps({"images": rows}, indent=2) + "\n"
+    if fmt == "toml":
+        import tomli_w
+
+        return tomli_w.dumps({"images": rows})
+    if fmt == "properties":
+        places = {(e.distro, e.region) for e in entries}
+        if len(places) == 1:
+            return "".join(f"{r['role']}={r['image_id']}\n" for r in rows)
+        return "".join(f"{r['distro']}.{r['region']}.{r['role']}={r['image_id']}\n" for r in rows)
+    columns = ("role", "distro", "region", "customer", "provider", "image_id", "origin", "age", "status")
+    table = [columns] + [tuple(e.as_dict()[c] for c in columns) for e in entries]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    return "".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in table)
+
+
+FORMATS = ("table", "json", "toml", "properties")
+
+
+def images_command(run: Run, fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise KilnError(f"variable format: {fmt!r} is not valid; valid: {', '.join(FORMATS)}")
+    run.offline = True
+    entries = inventory(run, *scope(run))
+    return render(entries, fmt)
+
+
+def mainline(run: Run, distro: str, region: str) -> dict[str, str]:
+    """role -> current usable image id, for the exports (revoked and missing left out)."""
+    out: dict[str, str] = {}
+    for role in run.catalog.topological():
+        row = current_row(run, role, distro, region)
+        if row is not None and row["state"] == "available":
+            out[role] = str(row["image_id"])
+    return out
