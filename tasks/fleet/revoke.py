@@ -45,7 +45,9 @@ def copies(run: Run, image_id: str) -> list[tuple[str, str]]:
             todo.append(str(rows[-1]["source_image"]))
         todo += [
             str(r["image_id"])
-            for r in run.results.read("SELECT image_id FROM images WHERE origin='copied' AND source_image=?", (current,))
+            for r in run.results.read(
+                "SELECT image_id FROM images WHERE origin='copied' AND source_image=?", (current,)
+            )
         ]
     return sorted(found.items(), key=lambda item: (item[0] != image_id, item[1]))
 

@@ -5,8 +5,8 @@ region that it answers and that the configured network (or a default VPC) exists
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING
 
 from ..errors import BuildFailed, KilnError
