@@ -92,19 +92,22 @@ class Kiln:
         return f"http://127.0.0.1:{(self.state / 'sandbox' / 'port').read_text().strip()}"
 
     def ec2(self, region: str = "us-east-1") -> Any:
-        import boto3
 
-        return boto3.client(
-            "ec2",
-            region_name=region,
-            endpoint_url=self.endpoint(),
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return sandbox_client("ec2", self.endpoint(), region)
 
     def edit(self, rel: str, append: str) -> None:
         path = self.root / rel
         path.write_text(path.read_text() + append)
+
+
+def sandbox_client(service: str, endpoint: str, region: str = "us-east-1") -> Any:
+    """A boto3 client for the sandbox, with the obviously fake keys moto takes."""
+    import boto3
+
+    fake = "testing"
+    return boto3.client(
+        service, region_name=region, endpoint_url=endpoint, aws_access_key_id=fake, aws_secret_access_key=fake
+    )
 
 
 def copy_catalog(dest: Path) -> Path:

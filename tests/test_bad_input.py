@@ -10,9 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import boto3
 import pytest
-from conftest import Kiln
+from conftest import Kiln, sandbox_client
 from test_errors import failure_line, one_line_error
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
@@ -69,13 +68,7 @@ def test_access_denied_on_describe_images(kiln: Kiln) -> None:
     # readiness check and 4 seeding calls) and this setup's 3; kiln then runs as a user whose
     # policy lacks ec2:DescribeImages. (If seeding grows, this count grows with it.)
     endpoint = kiln.doit("sandbox", env={"INITIAL_NO_AUTH_ACTION_COUNT": "8"}).stdout.strip()
-    iam = boto3.client(
-        "iam",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    iam = sandbox_client("iam", endpoint, "us-east-1")
     iam.create_user(UserName="builder")
     policy = {
         "Version": "2012-10-17",

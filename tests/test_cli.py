@@ -5,8 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import boto3
-from conftest import Kiln
+from conftest import Kiln, sandbox_client
 
 ROLES = {
     "base-vmi": "Root image",
@@ -57,13 +56,7 @@ def test_sandbox_prints_its_endpoint_and_stops(kiln: Kiln) -> None:
     proc = kiln.doit("sandbox")
     endpoint = proc.stdout.strip()
     assert endpoint.startswith("http://127.0.0.1:")
-    ec2 = boto3.client(
-        "ec2",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ec2 = sandbox_client("ec2", endpoint, "us-east-1")
     names = {i["Name"] for i in ec2.describe_images(Owners=["136693071363"])["Images"]}
     assert "debian-12-amd64-20260101" in names
     again = kiln.doit("sandbox")

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 import boto3
-from conftest import Kiln
+from conftest import Kiln, sandbox_client
 from test_errors import failure_line
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
@@ -57,13 +57,7 @@ def test_tagging_failing_after_the_image_was_made(kiln: Kiln, tmp_path: Path) ->
     # tag fails after the image exists. moto's IAM authentication starts after the first 11
     # requests: the sandbox's start (5) and this setup (6).
     endpoint = kiln.doit("sandbox", env={"INITIAL_NO_AUTH_ACTION_COUNT": "11"}).stdout.strip()
-    iam = boto3.client(
-        "iam",
-        region_name="us-east-1",
-        endpoint_url=endpoint,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    iam = sandbox_client("iam", endpoint, "us-east-1")
     keys = {}
     for user, actions in (
         ("packer", ["ec2:*", "iam:*", "sts:*", "dynamodb:*"]),

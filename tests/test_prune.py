@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import boto3
-from conftest import Kiln
+from conftest import Kiln, sandbox_client
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 
@@ -16,8 +15,7 @@ def test_prune_keeps_images_in_use_and_deletes_the_rest(kiln: Kiln) -> None:
     cores = [r["image_id"] for r in kiln.rows("SELECT image_id FROM images WHERE role='core' ORDER BY id")]
     oldest, second, third, newest = cores
     ec2 = kiln.ec2()
-    auth = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing", "region_name": "us-east-1"}
-    asg = boto3.client("autoscaling", endpoint_url=kiln.endpoint(), **auth)
+    asg = sandbox_client("autoscaling", kiln.endpoint())
     template = ec2.create_launch_template(
         LaunchTemplateName="web", LaunchTemplateData={"ImageId": oldest, "InstanceType": "t3.small"}
     )["LaunchTemplate"]

@@ -7,8 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-import boto3
-from conftest import Kiln, clean_env, copy_catalog
+from conftest import Kiln, clean_env, copy_catalog, sandbox_client
 from test_concurrency import slow_packer, start
 
 
@@ -52,26 +51,14 @@ def test_two_machines_build_each_image_once(kiln: Kiln, tmp_path: Path) -> None:
 
 
 def leases(kiln: Kiln) -> dict[str, list[dict[str, dict[str, str]]]]:
-    ddb = boto3.client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=kiln.endpoint(),
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ddb = sandbox_client("dynamodb", kiln.endpoint(), "us-east-1")
     return ddb.scan(TableName="kiln-build-leases")  # type: ignore[no-any-return]
 
 
 def test_lease_of_a_dead_holder_is_taken_over_after_expiry(kiln: Kiln) -> None:
     kiln.doit("base-vmi", "provider=sandbox", "region=us-east-1")
     fp = kiln.rows("SELECT fingerprint FROM images WHERE role='base-vmi'")[0][0]
-    ddb = boto3.client(
-        "dynamodb",
-        region_name="us-east-1",
-        endpoint_url=kiln.endpoint(),
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    ddb = sandbox_client("dynamodb", kiln.endpoint(), "us-east-1")
     # A teammate's run that took the lease and then died: nobody renews it.
     expires = int(time.time()) + 4
     ddb.put_item(
