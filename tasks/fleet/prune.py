@@ -133,7 +133,8 @@ def plan(run: Run, region: str, keep: int) -> list[Verdict]:
     in_exports = exported(run, distros, region)
     verdicts: list[Verdict] = []
     for group, members in sorted(groups.items()):
-        members.sort(key=lambda i: (i.created, i.image_id), reverse=True)
+        # Creation times have whole seconds; kiln's names end in a millisecond stamp.
+        members.sort(key=lambda i: (i.created, i.name, i.image_id), reverse=True)
         for n, image in enumerate(members):
             if n < keep:
                 verdicts.append(Verdict(image, group, "keep", f"one of the newest {keep}"))
