@@ -12,6 +12,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,7 @@ class FakeCloud:
     groups: tuple[str, ...] = (RG,)
     calls: list[str] = field(default_factory=list)
     fail_update: bool = False
+    fail_list: Exception | None = None
 
     def load(self) -> list[dict[str, Any]]:
         return list(json.loads(self.path.read_text())) if self.path.exists() else []
@@ -90,6 +92,8 @@ class FakeCloud:
 
     def list_by_resource_group(self, resource_group_name: str) -> list[SimpleNamespace]:
         self.calls.append("images.list_by_resource_group")
+        if self.fail_list is not None:
+            raise self.fail_list
         if resource_group_name not in self.groups:
             raise ResourceNotFoundError(message=f"Resource group '{resource_group_name}' could not be found.")
         return [self.model(i) for i in self.load()]
@@ -288,7 +292,7 @@ def test_adopts_a_teammates_image_by_fingerprint_tag(azure: Azure) -> None:
     built = azure.images()
     assert len(built) == 1
     # A teammate's checkout: no state at all, the same resource group.
-    subprocess.run(["rm", "-rf", str(kiln.state)], check=True)
+    shutil.rmtree(kiln.state)
     (kiln.root / "distros/debian-12/eastus.vmi.properties").unlink()
     _, err = azure.doit("base-vmi", "provider=azure", "region=eastus")
     assert kiln.builds() == 0
@@ -323,22 +327,25 @@ def test_missing_login_is_one_line(azure: Azure, mocker: Any) -> None:
     # The real credential chain, without its network probes (managed identity, workload
     # identity) and editor caches: with no environment variables and no 'az', nothing logs in.
     def local_only(**kwargs: Any) -> Any:
+        excluded = (
+            "managed_identity",
+            "workload_identity",
+            "shared_token_cache",
+            "visual_studio_code",
+            "developer_cli",
+            "powershell",
+            "broker",
+        )
         return default_module.DefaultAzureCredential(
-            **kwargs,
-            exclude_managed_identity_credential=True,
-            exclude_workload_identity_credential=True,
-            exclude_shared_token_cache_credential=True,
-            exclude_visual_studio_code_credential=True,
-            exclude_developer_cli_credential=True,
-            exclude_powershell_credential=True,
-            exclude_broker_credential=True,
+            **{**kwargs, **{f"exclude_{c}_credential": True for c in excluded}}
         )
 
     mocker.patch("azure.identity.DefaultAzureCredential", side_effect=local_only)
     _, err = azure.doit("base-vmi", "provider=azure", "region=eastus", code=3)
     line = one_line(err, "Azure credentials")
-    assert "none found" in line and "az login" in line
-    assert "AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET" in line
+    assert line.endswith(
+        "Azure credentials: none found; run 'az login' or set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET"
+    )
     assert azure.kiln.builds() == 0 and azure.images() == []
 
 
@@ -347,6 +354,15 @@ def test_missing_resource_group_names_the_key(azure: Azure) -> None:
     _, err = azure.doit("base-vmi", "provider=azure", "region=eastus", code=3)
     line = one_line(err, "azure.resource_group")
     assert "customers/paxata/customer.toml" in line and "'paxata-images' not found" in line
+
+
+def test_access_denied_is_one_line(azure: Azure) -> None:
+    denied = HttpResponseError(message="The client 'x' does not have authorization\nto perform action list")
+    denied.status_code = 403
+    azure.cloud.fail_list = denied
+    _, err = azure.doit("base-vmi", "provider=azure", "region=eastus", code=3)
+    line = one_line(err, "Azure permissions")
+    assert "images.list_by_resource_group paxata-images was denied (403)" in line
 
 
 def test_location_without_the_marketplace_image_is_one_line(azure: Azure) -> None:

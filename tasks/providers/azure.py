@@ -59,6 +59,7 @@ class AzureProvider:
         self.vm_size = str(conf["vm_size"])
         self._lock = threading.RLock()
         self._credential: Any = None
+        self._login_error: KilnError | None = None
         self._client: Any = None
         self._ours: list[CloudImage] | None = None
         self._vendor: dict[tuple[str, str], VendorImage] = {}
@@ -70,12 +71,27 @@ class AzureProvider:
         """DefaultAzureCredential, asked for a token once, so a missing login is said before
         anything else happens (the SDK's clients would only fail at their first call)."""
         with self._lock:
+            if self._login_error is not None:  # said once per run, not asked again per image
+                raise self._login_error
             if self._credential is None:
                 from azure.identity import DefaultAzureCredential
 
-                # No browser pop-up in the middle of a build: the login is 'az login's job.
-                credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
-                self.call("credentials", lambda: credential.get_token(MANAGEMENT_SCOPE))
+                # The two sources Packer uses too (a service principal in the environment, or
+                # the Azure CLI's login): no browser pop-up, no editor caches, and no managed
+                # identity, whose metadata probe would stall every run off Azure.
+                credential = DefaultAzureCredential(
+                    exclude_interactive_browser_credential=True,
+                    exclude_managed_identity_credential=True,
+                    exclude_shared_token_cache_credential=True,
+                    exclude_visual_studio_code_credential=True,
+                    exclude_powershell_credential=True,
+                    exclude_developer_cli_credential=True,
+                )
+                try:
+                    self.call("credentials", lambda: credential.get_token(MANAGEMENT_SCOPE))
+                except KilnError as err:
+                    self._login_error = err
+                    raise
                 self._credential = credential
             return self._credential
 
@@ -104,9 +120,11 @@ class AzureProvider:
         try:
             return fn()
         except ClientAuthenticationError:
-            # CredentialUnavailableError (no login at all) is one of these; its text lists
-            # every credential tried, which is not one line and not what the user needs.
-            raise KilnError(f"Azure credentials: none found ({what}); {LOGIN_HINT}") from None
+            # No login at all (CredentialUnavailableError is one of these) or a token Azure
+            # refused. The SDK's text lists every credential tried: not one line, not the fix.
+            if what == "credentials":
+                raise KilnError(f"Azure credentials: none found; {LOGIN_HINT}") from None
+            raise KilnError(f"Azure credentials: rejected by {what}; {LOGIN_HINT}") from None
         except ResourceNotFoundError as err:
             raise KilnError(not_found or f"Azure {what}: not found: {_first_line(err)}") from None
         except HttpResponseError as err:
