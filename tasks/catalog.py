@@ -44,6 +44,13 @@ DISTRO_SCHEMA = {
 }
 ANSIBLE_MODES = ("local", "remote")
 
+# provider=azure: where images live. Placement, not content (like instance_type); no secret.
+_AZURE_CUSTOMER = {
+    "subscription_id": Field(str, required=True),
+    "resource_group": Field(str, required=True),
+    "locations": Field(list, required=True),
+    "vm_size": Field(str, default="Standard_B2s"),
+}
 _EXPORT = {"properties": Field(str), "toml": Field(str), "json": Field(str)}
 _EXPORTS = {p: Field(dict, table=_EXPORT) for p in ("aws", "sandbox", "local", "azure")}
 CUSTOMER_SCHEMA = {
@@ -62,6 +69,7 @@ CUSTOMER_SCHEMA = {
     # Teammates share one DynamoDB table per account and region for build leases.
     "lease_table": Field(str, default="kiln-build-leases"),
     "lease_seconds": Field(int, default=600),
+    "azure": Field(dict, table=_AZURE_CUSTOMER),
 }
 PACKAGE_SCHEMA = {"vpc_id": Field(str), "subnet_id": Field(str)}
 PROJECT_SCHEMA = {"customer": Field(str, required=True), "state": Field(str, default=".kiln")}
@@ -143,6 +151,18 @@ class Customer:
             return {}
         loaded = load(path, PACKAGE_SCHEMA, str(path.relative_to(self.root)))
         return {k: v for k, v in loaded.values.items() if v}
+
+    def azure(self) -> dict[str, Any]:
+        """The [azure] table, which provider=azure needs (the schema checked its keys if present)."""
+        conf: dict[str, Any] | None = self.conf.get("azure")
+        if not conf:
+            raise KilnError(
+                f"customers/{self.name}/customer.toml: missing table [azure] (subscription_id, resource_group,"
+                " locations) needed by provider=azure"
+            )
+        if not conf["locations"]:
+            raise KilnError(f"customers/{self.name}/customer.toml: key 'azure.locations' is empty; list a location")
+        return conf
 
 
 @dataclass(frozen=True)

@@ -108,9 +108,13 @@ class Run:
                     from .providers.aws import AwsProvider
 
                     self._provider = AwsProvider(self._chosen_distros(), self.state)
+                elif self.options.provider == "azure":
+                    from .providers.azure import AzureProvider
+
+                    self._provider = AzureProvider(self._chosen_distros(), self.customer, self.state)
                 else:
                     raise KilnError(
-                        f"variable provider: provider '{self.options.provider}' is not available yet; use aws or sandbox"
+                        f"variable provider: provider '{self.options.provider}' is not available yet; use aws, sandbox or azure"
                     )
             return self._provider
 
@@ -299,6 +303,11 @@ class Run:
         conf = self.customer.conf
         with image_lock(self.state, lock, say) as waited:
             if waited and not self.forced(key) and self._built_meanwhile(key, fp, "the run we waited for"):
+                return
+            if self.options.provider == "azure":
+                # The cloud lease lives in DynamoDB (AWS only); on Azure only this machine's
+                # lock keeps a fingerprint from being built twice at once.
+                self._build(key)
                 return
             table, seconds = str(conf["lease_table"]), int(conf["lease_seconds"])
             with build_lease(self.provider, key.region, table, seconds, fp, say) as holder:

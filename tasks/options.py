@@ -126,7 +126,23 @@ def read_options(catalog: Catalog) -> Options:
             raise KilnError(
                 f"variable distro ({prov['distro']}): unknown distro '{d}'; valid: {valid_list(catalog.distros)}"
             )
-    regions = _list(pick("region", ",".join(customer.conf["regions"]), f"{cfile}:regions"), "region")
+    if provider == "azure":
+        # Azure's regions are the customer's locations (eastus, ...), not its AWS regions.
+        locations = [str(x) for x in customer.azure()["locations"]]
+        regions = _list(pick("region", ",".join(locations), f"{cfile}:azure.locations"), "region")
+        for r in regions:
+            if r not in locations:
+                raise KilnError(
+                    f"variable region ({prov['region']}): unknown Azure location '{r}' for customer {customer_name};"
+                    f" valid ({cfile}:azure.locations): {valid_list(locations)}"
+                )
+        for d in distros:
+            if not catalog.distros[d].conf.get("azure"):
+                raise KilnError(
+                    f"distros/{d}/distro.toml: missing table [azure] (publisher, offer, sku) needed by provider=azure"
+                )
+    else:
+        regions = _list(pick("region", ",".join(customer.conf["regions"]), f"{cfile}:regions"), "region")
     if provider in ("aws", "sandbox"):
         known = aws_regions(catalog.state)
         for r in regions:

@@ -129,6 +129,8 @@ def run_packer(
             raise
         finally:
             interrupts.unregister(proc.pid)
+            if proc.stdout is not None:  # not left to the garbage collector: one descriptor per build
+                proc.stdout.close()
     if interrupts.interrupted.is_set():
         raise Interrupted(f"interrupted; Packer cleaned up; see {log}")
     if code != 0:

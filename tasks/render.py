@@ -20,7 +20,11 @@ from .packer_bin import packer_path, packer_version
 
 TEMPLATES = "packer/_templates"
 # Which shared template builds for each provider.
-PROVIDER_TEMPLATE = {"aws": "amazon-ebs.pkr.hcl.j2", "sandbox": "amazon-ebs.pkr.hcl.j2"}
+PROVIDER_TEMPLATE = {
+    "aws": "amazon-ebs.pkr.hcl.j2",
+    "sandbox": "amazon-ebs.pkr.hcl.j2",
+    "azure": "azure-arm.pkr.hcl.j2",
+}
 
 
 def template_for(catalog: Catalog, role: Role, provider: str) -> tuple[Path, str]:
@@ -42,7 +46,14 @@ def template_inputs(catalog: Catalog, role: Role, provider: str) -> list[Path]:
 
 def context(role: Role, distro: Distro, customer: Customer, provider: str, playbook: str | None) -> dict[str, Any]:
     return {
-        "role": {"name": role.name, "role_id": role.role_id, "description": role.description, "playbook": playbook},
+        # parent: azure-arm starts a root from the marketplace and a child from a managed image.
+        "role": {
+            "name": role.name,
+            "role_id": role.role_id,
+            "description": role.description,
+            "playbook": playbook,
+            "parent": role.parent,
+        },
         "distro": {"name": distro.name, **distro.conf.values},
         "customer": {"name": customer.name, **customer.conf.content()},
         # No playbook, nothing to reach: the root needs no SSH, even on AWS. The sandbox's
