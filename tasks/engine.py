@@ -108,6 +108,10 @@ class Run:
                     from .providers.aws import AwsProvider
 
                     self._provider = AwsProvider(self._chosen_distros(), self.state)
+                elif self.options.provider == "local":
+                    from .providers.local import LocalProvider
+
+                    self._provider = LocalProvider(self._chosen_distros(), self.state)
                 elif self.options.provider == "azure":
                     from .providers.azure import AzureProvider
 
@@ -267,7 +271,7 @@ class Run:
             source_image=source or image.tags.get("parent-image"),
             origin=origin,
             manifest=manifest,
-            packer_version=packer_version() if origin == "built" else None,
+            packer_version=packer_version() if origin == "built" and self.options.provider != "local" else None,
             git_commit=self.git_commit() if origin == "built" else None,
             playbook_override=manifest.get("playbook_override") if override else None,
         )
@@ -301,8 +305,17 @@ class Run:
             self.say(f"{key.label}: {text}")
 
         conf = self.customer.conf
+        if self.options.provider == "local":
+            from .rootfs import need_root
+
+            need_root()  # said before waiting for anything
         with image_lock(self.state, lock, say) as waited:
             if waited and not self.forced(key) and self._built_meanwhile(key, fp, "the run we waited for"):
+                return
+            if self.options.provider == "local":
+                from .local_build import build_layer
+
+                build_layer(self, key)
                 return
             if self.options.provider == "azure":
                 # The cloud lease lives in DynamoDB (AWS only); on Azure only this machine's
@@ -364,27 +377,13 @@ class Run:
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:-3]
         name = f"{key.role}-{key.distro}-{fp[:12]}-{stamp}"
         source = self.source_image(key)
-        playbook, override = self.playbook(role)
-        tags = {
-            **self.customer.conf.get("tags", {}),
-            "Name": name,
-            "distro-id": key.distro,
-            "role-id": role.role_id,
-            "kiln-role": key.role,
-            "customer": self.options.customer,
-            "parent-image": source,
-            "built-by": "kiln",
-        }
-        if override and playbook:
-            tags["playbook-override"] = playbook
+        playbook, _ = self.playbook(role)
+        tags = self.image_tags(key, name, source)
         o = self.options
-        place = f"{o.provider}/{o.customer}/{key.distro}/{key.region}/{key.role}"
-        workdir = self.state / "work" / place
+        workdir = self.state / "work" / self.place(key)
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True, exist_ok=True)
-        logs = self.state / "logs" / place
-        logs.mkdir(parents=True, exist_ok=True)
-        log = logs / f"{stamp}-{os.getpid()}.log"
+        log = self.log_path(key, stamp)
         variables: dict[str, Any] = {
             "region": key.region,
             "source_ami": source,
@@ -440,6 +439,33 @@ class Run:
         self._record(key, image, fp, manifest, origin="built", build_id=build_id)
         self.counts["built"] += 1
         self.say(f"{key.label}: built {image_id}")
+
+    def place(self, key: ImageKey) -> str:
+        o = self.options
+        return f"{o.provider}/{o.customer}/{key.distro}/{key.region}/{key.role}"
+
+    def log_path(self, key: ImageKey, stamp: str) -> Path:
+        logs = self.state / "logs" / self.place(key)
+        logs.mkdir(parents=True, exist_ok=True)
+        return logs / f"{stamp}-{os.getpid()}.log"
+
+    def image_tags(self, key: ImageKey, name: str, source: str) -> dict[str, str]:
+        """Every image's tags but the fingerprint, which is added last as the commit point."""
+        role = self.catalog.roles[key.role]
+        playbook, override = self.playbook(role)
+        tags = {
+            **self.customer.conf.get("tags", {}),
+            "Name": name,
+            "distro-id": key.distro,
+            "role-id": role.role_id,
+            "kiln-role": key.role,
+            "customer": self.options.customer,
+            "parent-image": source,
+            "built-by": "kiln",
+        }
+        if override and playbook:
+            tags["playbook-override"] = playbook
+        return tags
 
     def _untaggable(self, key: ImageKey, image_id: str, why: str) -> str:
         """An image without its fingerprint tag is never found again: remove it rather than

@@ -26,6 +26,13 @@ def _regions(run: Run) -> list[str]:
     return sorted(set(run.options.regions) | {str(r["region"]) for r in known})
 
 
+def _aws_only(run: Run, command: str) -> None:
+    if run.options.provider not in ("aws", "sandbox"):
+        from .errors import KilnError
+
+        raise KilnError(f"variable provider: doit {command} works with aws and sandbox, not {run.options.provider} yet")
+
+
 def _task(name: str, doc: str, body: Callable[..., str], **extra: Any) -> dict[str, Any]:
     def action(**kwargs: Any) -> object:
         def go() -> None:
@@ -54,11 +61,13 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
     def validate() -> str:
         from .fleet.validate import validate_command
 
+        _aws_only(run, "validate")
         return validate_command(run)
 
     def init_region() -> str:
         from .fleet.init_region import init_region_command
 
+        _aws_only(run, "init-region")
         return init_region_command(run, cmdline_vars())
 
     def why(pos: list[str]) -> str:
@@ -81,6 +90,8 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
     def prune() -> str:
         from .fleet.prune import prune_command
 
+        if o.provider == "azure":
+            _aws_only(run, "prune")
         named = cmdline_vars()
         return prune_command(run, _regions(run), named.get("keep", "2"), named.get("apply", "0") == "1")
 

@@ -152,6 +152,11 @@ def read_options(catalog: Catalog) -> Options:
                 )
     elif provider == "local":
         regions = ("local",)
+        from .rootfs import local_suite
+
+        for d in distros:
+            conf = catalog.distros[d].conf
+            local_suite(d, str(conf["family"]), conf.get("local"))
     for r in regions:
         if not r or not set(r) <= _REGION_CHARS:
             raise KilnError(f"variable region: {r!r} is not a region name")

@@ -24,6 +24,7 @@ PROVIDER_TEMPLATE = {
     "aws": "amazon-ebs.pkr.hcl.j2",
     "sandbox": "amazon-ebs.pkr.hcl.j2",
     "azure": "azure-arm.pkr.hcl.j2",
+    "local": "local-rootfs.pkr.hcl.j2",
 }
 
 

@@ -7,11 +7,13 @@ configuration (and so an Auto Scaling group) or an instance: each held back with
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KilnError
 from ..providers.base import CloudImage
+from ..rootfs import human, release, tree_size
 from .inventory import age, mainline
 
 if TYPE_CHECKING:
@@ -144,7 +146,9 @@ def plan(run: Run, region: str, keep: int) -> list[Verdict]:
                 verdicts.append(Verdict(image, group, "held", "named in an export file"))
             else:
                 verdicts.append(Verdict(image, group, "prune", ""))
-    held = users(run, region, {v.image.image_id for v in verdicts if v.action == "prune"})
+    # Root filesystem layers launch nothing; cloud images may be in use.
+    candidates = {v.image.image_id for v in verdicts if v.action == "prune"}
+    held = {} if o.provider == "local" else users(run, region, candidates)
     for v in verdicts:
         if v.image.image_id in held:
             v.action, v.why = "held", f"used by {held[v.image.image_id]}"
@@ -158,13 +162,22 @@ def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> 
         )
     keep = int(keep_text)
     o = run.options
+    local = o.provider == "local"
     account = run.provider.account()
     lines: list[str] = []
     pruned = candidates = 0
+    used = freed = 0
     for region in regions:
         for v in plan(run, region, keep):
             image = v.image
-            head = f"{region}  {v.group:<28} {image.image_id:<22} {age(image.created):>5}"
+            width = 36 if local else 22
+            head = f"{region}  {v.group:<28} {image.image_id:<{width}} {age(image.created):>5}"
+            size = 0
+            if local:
+                size = tree_size(run.provider.tree(image.image_id))
+                used += size
+                head += f" {human(size):>9}"
+            what = "layer" if local else f"image, with {len(image.snapshot_ids)} snapshot(s)"
             if v.action == "keep":
                 lines.append(f"{head}  keep: {v.why}")
             elif v.action == "held":
@@ -173,12 +186,33 @@ def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> 
                 run.provider.deregister(region, image.image_id)
                 run.results.set_state(o.provider, account, region, image.image_id, "pruned")
                 pruned += 1
-                lines.append(f"{head}  deregistered, with {len(image.snapshot_ids)} snapshot(s)")
+                freed += size
+                lines.append(f"{head}  {'removed' if local else 'deregistered'} ({what})")
             else:
                 candidates += 1
-                lines.append(f"{head}  would be deregistered, with {len(image.snapshot_ids)} snapshot(s)")
+                freed += size
+                lines.append(f"{head}  would be {'removed' if local else 'deregistered'} ({what})")
+    space = ""
+    if local:
+        for path in run.provider.leftovers():
+            size = tree_size(path)
+            used += size
+            freed += size
+            head = f"local  {'(no image)':<28} {path.name:<36} {'':>5} {human(size):>9}"
+            if apply:
+                release(path)
+                shutil.rmtree(path, ignore_errors=True)
+                pruned += 1
+                lines.append(f"{head}  removed (a failed or unfinished layer)")
+            else:
+                candidates += 1
+                lines.append(f"{head}  would be removed (a failed or unfinished layer)")
+
+        space = f"; layers use {human(used)}, {human(freed)} {'freed' if apply else 'would be freed'}"
     if apply:
-        lines.append(f"{pruned} image(s) deregistered")
+        lines.append(f"{pruned} image(s) {'removed' if local else 'deregistered'}{space}")
     else:
-        lines.append(f"{candidates} image(s) would be deregistered; run again with apply=1 to do it")
+        lines.append(
+            f"{candidates} image(s) would be {'removed' if local else 'deregistered'}{space}; run again with apply=1 to do it"
+        )
     return "\n".join(lines) + "\n"

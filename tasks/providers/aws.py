@@ -8,14 +8,14 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 from ..catalog import Distro
 from ..errors import KilnError
-from .base import CloudImage, VendorImage
+from .base import CloudImage, VendorImage, tainted_ids
 
 T = TypeVar("T")
 
@@ -309,17 +309,3 @@ class AwsProvider:
         if found is None:
             raise KilnError(f"AWS: the copy {image_id} vanished from {region} before it was available")
         return found
-
-
-def tainted_ids(images: Iterable[CloudImage]) -> set[str]:
-    """Revoked images and everything built on them, transitively (parents are in the same region)."""
-    images = list(images)
-    tainted = {i.image_id for i in images if i.tags.get("revoked") is not None}
-    grew = True
-    while grew:
-        grew = False
-        for image in images:
-            if image.image_id not in tainted and image.tags.get("parent-image") in tainted:
-                tainted.add(image.image_id)
-                grew = True
-    return tainted

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ..catalog import Customer, Distro
 from ..errors import KilnError
-from .base import CloudImage, VendorImage
+from .base import CloudImage, VendorImage, tainted_ids
 
 T = TypeVar("T")
 
@@ -208,8 +208,10 @@ class AzureProvider:
 
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
         out: dict[str, list[CloudImage]] = {}
-        for image in self.our_images(region):
-            if image.fingerprint and image.tags.get("revoked") is None:
+        images = self.our_images(region)
+        tainted = tainted_ids(images)  # revoked, or built on a revoked image
+        for image in images:
+            if image.fingerprint and image.image_id not in tainted:
                 out.setdefault(image.fingerprint, []).append(image)
         for images in out.values():
             images.sort(key=lambda i: (i.created, i.name, i.image_id), reverse=True)

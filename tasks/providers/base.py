@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,6 +33,20 @@ class VendorImage:
 
     def identity(self) -> dict[str, str]:
         return {"name": self.name, "owner": self.owner, "created": self.created}
+
+
+def tainted_ids(images: Iterable[CloudImage]) -> set[str]:
+    """Revoked images and everything built on them, transitively (parents are in the same region)."""
+    images = list(images)
+    tainted = {i.image_id for i in images if i.tags.get("revoked") is not None}
+    grew = True
+    while grew:
+        grew = False
+        for image in images:
+            if image.image_id not in tainted and image.tags.get("parent-image") in tainted:
+                tainted.add(image.image_id)
+                grew = True
+    return tainted
 
 
 class Provider(Protocol):
