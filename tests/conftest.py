@@ -139,3 +139,20 @@ def git_status(root: Path) -> str:
     return subprocess.run(
         ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, check=True
     ).stdout
+
+
+@pytest.fixture(scope="session")
+def rootfs_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The debootstrap tree, made once per test session by kiln itself (about a minute here);
+    each test's state folder gets a copy with `seed_rootfs`."""
+    root = copy_catalog(tmp_path_factory.mktemp("rootfs") / "repo")
+    home = root.parent / "home"
+    home.mkdir()
+    Kiln(root, clean_env(home)).doit("base-vmi", "provider=local", "distro=debian-12", timeout=900)
+    return root / ".kiln" / "local" / "cache"
+
+
+def seed_rootfs(kiln: Kiln, cache: Path) -> None:
+    dest = kiln.state / "local"
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["cp", "-a", "--reflink=auto", str(cache), str(dest / "cache")], check=True)

@@ -1,0 +1,133 @@
+"""provider=local: root filesystem layers with real debootstrap and real ansible-playbook
+through the chroot connection. Needs root (the tests run as root, as CI does)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import Kiln, copy_catalog, seed_rootfs
+from test_errors import failure_line
+
+LOCAL = ("provider=local", "distro=debian-12")
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provider=local needs root")
+
+
+def layer(kiln: Kiln, role: str) -> Path:
+    return kiln.state / "local" / "layers" / kiln.current(role, "local")
+
+
+def mounts_under(path: Path) -> list[str]:
+    root = str(path.resolve())
+    return [
+        line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines() if root in line.split()[4]
+    ]
+
+
+def test_local_chain_reuses_layers_and_rebuilds_only_what_changed(kiln: Kiln, rootfs_cache: Path) -> None:
+    seed_rootfs(kiln, rootfs_cache)
+    kiln.doit("core", "pipeline", *LOCAL, timeout=900)
+    assert kiln.builds() == 4
+    base = layer(kiln, "server-base")
+    assert (base / "etc/kiln-base").read_text() == "server-base built by kiln\n"
+    assert (base / "usr/bin/ansible").exists(), "server-base installs Ansible"
+    assert (layer(kiln, "core") / "etc/motd").exists(), "core's roles ran inside its tree"
+    assert (layer(kiln, "pipeline") / "etc/pipeline-worker.conf").exists()
+    assert not mounts_under(kiln.state), "a mount was left behind"
+    export = kiln.state / "exports/local/paxata/debian-12.vmi.properties"
+    assert f"core={kiln.current('core', 'local')}" in export.read_text()
+
+    again = kiln.doit("core", "pipeline", *LOCAL)
+    assert kiln.builds() == 4 and "4 up to date" in again.stderr, "an unchanged layer ran a playbook"
+
+    before = (base.stat().st_ino, base.stat().st_mtime_ns, (base / "etc/kiln-base").stat().st_mtime_ns)
+    old_core = kiln.current("core", "local")
+    kiln.edit("provision/ansible/core.yml", "# a change\n")
+    proc = kiln.doit("core", "pipeline", *LOCAL)
+    assert kiln.builds() == 5, proc.stderr
+    assert [r["role"] for r in kiln.rows("SELECT role FROM builds ORDER BY id DESC LIMIT 1")] == ["core"]
+    assert f"from {base.name}" in proc.stderr, "core starts from the cached server-base tree"
+    after = (base.stat().st_ino, base.stat().st_mtime_ns, (base / "etc/kiln-base").stat().st_mtime_ns)
+    assert after == before, "the server-base tree was touched"
+
+    # The old core layer is listed with its size, then removed; the current ones stay.
+    listing = kiln.doit("prune", *LOCAL, "keep=1").stdout
+    assert f"{old_core}" in listing and "would be removed (layer)" in listing and "would be freed" in listing
+    assert (kiln.state / "local/layers" / old_core).is_dir()
+    applied = kiln.doit("prune", *LOCAL, "keep=1", "apply=1").stdout
+    assert "1 image(s) removed" in applied and "freed" in applied
+    assert not (kiln.state / "local/layers" / old_core).exists()
+    assert layer(kiln, "core").is_dir() and base.is_dir()
+
+
+FAILING = """---
+- name: A play that fails
+  hosts: all
+  tasks:
+    - name: Write a file first
+      ansible.builtin.copy:
+        dest: /etc/written-before-failing
+        content: "x\\n"
+        mode: "0644"
+    - name: Fail on purpose
+      ansible.builtin.command: /bin/false
+"""
+
+
+def test_failing_playbook_leaves_no_row_and_keeps_the_layer_only_with_debug(kiln: Kiln, rootfs_cache: Path) -> None:
+    seed_rootfs(kiln, rootfs_cache)
+    (kiln.root / "provision/ansible/failing.yml").write_text(FAILING)
+    args = ("server-base", *LOCAL, "playbook=provision/ansible/failing.yml")
+    proc = kiln.doit(*args, code=1)
+    line = failure_line(proc.stderr, "failed in")
+    assert "play 'A play that fails', task 'Fail on purpose'" in line and ".log" in line
+    assert [r["role"] for r in kiln.rows("SELECT role FROM images")] == ["base-vmi"], "a failed layer was recorded"
+    assert [r["status"] for r in kiln.rows("SELECT status FROM builds WHERE role='server-base'")] == ["failed"]
+    layers = kiln.state / "local/layers"
+    assert not [p for p in layers.iterdir() if p.is_dir() and "server-base" in p.name], "the failed layer was kept"
+
+    proc = kiln.doit(*args, "debug=1", code=1)
+    kept = next(p for p in layers.iterdir() if p.name.startswith("failed-server-base"))
+    assert (kept / "etc/written-before-failing").exists()
+    assert f"enter it with: chroot {kept} /bin/bash" in proc.stderr
+    rerun = next(line for line in proc.stderr.splitlines() if "re-run the failing play" in line)
+    assert "--start-at-task 'Fail on purpose'" in rerun and "-vvv" in rerun
+    assert not kiln.rows("SELECT * FROM images WHERE role='server-base'")
+    assert not mounts_under(kiln.state)
+    # Listed and removed by prune, never left to fill the disk.
+    assert "would be removed (a failed or unfinished layer)" in kiln.doit("prune", *LOCAL).stdout
+    kiln.doit("prune", *LOCAL, "apply=1")
+    assert not kept.exists()
+
+
+def test_local_needs_root_and_a_distro_it_can_make(kiln: Kiln) -> None:
+    proc = kiln.doit("base-vmi", "provider=local", "distro=rocky-9", code=3)
+    assert "provider local cannot make rocky-9" in proc.stderr and "dnf --installroot" in proc.stderr
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is needed to run as another user")
+    # As an unprivileged user, in a checkout it may write (pytest's own folder is root's alone).
+    home = Path(tempfile.mkdtemp(prefix="kiln-nonroot-"))
+    try:
+        repo = copy_catalog(home / "repo")
+        subprocess.run(["chmod", "-R", "a+rwX", str(home)], check=True)
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        proc2 = subprocess.run(
+            [*nobody, sys.executable, "-m", "doit", "base-vmi", *LOCAL],
+            cwd=repo,
+            env={**kiln.env, "HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert proc2.returncode == 3, proc2.stderr
+    line = failure_line(proc2.stderr, "needs root")
+    assert "provider local" in line and "provider=sandbox" in line
+    assert json.dumps(proc2.stderr).count("Traceback") == 0
