@@ -149,7 +149,17 @@ def test_watch_refuses_unknown_or_missing_roles(kiln: Kiln) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     proc = kiln.doit("watch", *SANDBOX, code=3)
     assert "name a role" in failure_line(proc.stderr, "name a role")
+    proc = kiln.doit("watch", "core", "role=pipeline", *SANDBOX, code=3)
+    assert "one role at a time" in failure_line(proc.stderr, "one role")
+    proc = kiln.doit("watch", "core", "debug=1", *SANDBOX, code=3)
+    assert "variable debug" in failure_line(proc.stderr, "debug")
     assert not (kiln.state / "sandbox" / "pid").exists(), "a refused watch starts nothing"
+
+
+def test_doit_list_does_not_import_watchdog(kiln: Kiln) -> None:
+    proc = kiln.doit("list", env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert "watch " in proc.stdout
+    assert "tasks.watch" in proc.stderr and "watchdog" not in proc.stderr
 
 
 def test_the_watched_files_are_the_fingerprinted_ones(kiln: Kiln) -> None:
