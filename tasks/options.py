@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 from dataclasses import dataclass, field
 from functools import cache
 from importlib.util import find_spec
@@ -163,6 +164,10 @@ def read_options(catalog: Catalog) -> Options:
     force = vars_.get("force", "0")
     if force not in FORCE_VALUES:
         raise KilnError(f"variable force: {force!r} is not valid; valid: {valid_list(FORCE_VALUES)}")
+    debug = _flag(vars_, "debug")
+    if debug and provider not in ("local",) and not sys.stdin.isatty():
+        # Packer's -debug stops at every step and waits for Enter.
+        raise KilnError("variable debug: debug=1 needs a terminal on stdin (Packer waits for Enter at each step)")
     playbook = vars_.get("playbook") or None
     if playbook is not None and not (catalog.root / playbook).is_file():
         raise KilnError(f"variable playbook: {playbook} does not exist (a path relative to {catalog.root})")
@@ -173,7 +178,7 @@ def read_options(catalog: Catalog) -> Options:
         regions=tuple(dict.fromkeys(regions)),
         force=force,
         playbook=playbook,
-        debug=_flag(vars_, "debug"),
+        debug=debug,
         copy=_flag(vars_, "copy", "1"),
         provenance=prov,
     )
