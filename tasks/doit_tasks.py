@@ -58,7 +58,7 @@ def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
     for role in catalog.roles.values():
         yield {"basename": role.name, "name": None, "doc": role.description}
         for distro in o.distros:
-            render = f"_render:{role.name}/{distro}/{o.provider}/{o.customer}"
+            render = f"_render:{role.name}/{distro}/{run.render_label}/{o.customer}"
             for region in o.regions:
                 key = ImageKey(role.name, distro, region)
                 deps = [render] + ([ImageKey(role.parent, distro, region).task] if role.parent else [])
@@ -78,16 +78,16 @@ def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
 def _render_task(run: Run, catalog: Catalog, role: str, distro: str) -> dict[str, Any]:
     o = run.options
     files = [
-        *template_inputs(catalog, catalog.roles[role], o.provider),
+        *template_inputs(catalog, catalog.roles[role], run.render_as),
         catalog.root / "packer" / role / "role.toml",
         catalog.root / "distros" / distro / "distro.toml",
         catalog.root / "customers" / o.customer / "customer.toml",
     ]
     target = run.rendered_path(role, distro)
-    name = f"_render:{role}/{distro}/{o.provider}/{o.customer}"
+    name = f"_render:{role}/{distro}/{run.render_label}/{o.customer}"
     return {
         "basename": "_render",
-        "name": f"{role}/{distro}/{o.provider}/{o.customer}",
+        "name": f"{role}/{distro}/{run.render_label}/{o.customer}",
         "actions": [(_render, [run, name, role, distro, target])],
         "file_dep": [str(f) for f in files],
         "targets": [str(target)],
@@ -100,7 +100,7 @@ def _render(run: Run, name: str, role: str, distro: str, target: Path) -> object
     def go() -> None:
         catalog = run.catalog
         r = catalog.roles[role]
-        text = render_text(catalog, r, catalog.distros[distro], run.customer, run.options.provider, r.playbook)
+        text = render_text(catalog, r, catalog.distros[distro], run.customer, run.render_as, r.playbook)
         write_rendered(text, target)
 
     return guard.action(run.failures, name, go)

@@ -143,9 +143,19 @@ class Run:
     def cloud_calls(self) -> list[str]:
         return list(self._provider.calls) if self._provider is not None else []
 
+    @property
+    def render_as(self) -> str:
+        """The provider templates are rendered for: with provision=1 the sandbox runs exactly
+        what AWS would, Ansible provisioner included."""
+        return "aws" if self.options.provision else self.options.provider
+
+    @property
+    def render_label(self) -> str:
+        return f"{self.options.provider}-provisioned" if self.options.provision else self.options.provider
+
     def rendered_path(self, role: str, distro: str) -> Path:
         o = self.options
-        return self.state / "rendered" / o.provider / o.customer / distro / f"{role}.pkr.hcl"
+        return self.state / "rendered" / self.render_label / o.customer / distro / f"{role}.pkr.hcl"
 
     def git_commit(self) -> str | None:
         if self._git is None:
@@ -399,7 +409,11 @@ class Run:
             variables.update(self.customer.package(key.region))
         variables.update(provider.packer_vars(key.region))
         var_file = workdir / "kiln.pkrvars.hcl"
-        var_file.write_text("".join(f"{k} = {hcl_value(v)}\n" for k, v in sorted(variables.items())))
+
+        def write_vars() -> None:
+            var_file.write_text("".join(f"{k} = {hcl_value(v)}\n" for k, v in sorted(variables.items())))
+
+        write_vars()
         (workdir / "manifest.kiln.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         env = provider.packer_env()
         self.warn_expiry()
@@ -408,15 +422,21 @@ class Run:
         try:
             from .packer_run import run_packer
 
-            image_id = run_packer(
-                key.label,
-                self.rendered_path(key.role, key.distro),
-                var_file,
-                workdir,
-                log,
-                env,
-                debug=o.debug and self.named(key.role),
-            )
+            with contextlib.ExitStack() as stack:
+                if o.provision and playbook:
+                    from .target import sandbox_target
+
+                    variables.update(stack.enter_context(sandbox_target(self, key, workdir, log)))
+                    write_vars()
+                image_id = run_packer(
+                    key.label,
+                    self.rendered_path(key.role, key.distro),
+                    var_file,
+                    workdir,
+                    log,
+                    env,
+                    debug=o.debug and self.named(key.role),
+                )
         except Interrupted as err:
             self.results.finish_build(build_id, "interrupted", message=str(err))
             raise

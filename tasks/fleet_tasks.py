@@ -56,7 +56,7 @@ def _task(name: str, doc: str, body: Callable[..., str], **extra: Any) -> dict[s
 def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
     run = current_run(root)
     o = run.options
-    renders = [f"_render:{role}/{d}/{o.provider}/{o.customer}" for role in run.catalog.roles for d in o.distros]
+    renders = [f"_render:{role}/{d}/{run.render_label}/{o.customer}" for role in run.catalog.roles for d in o.distros]
 
     def validate() -> str:
         from .fleet.validate import validate_command

@@ -38,6 +38,7 @@ KNOWN_VARIABLES = (
     "format",
     "vpc",
     "subnet",
+    "provision",
 )
 
 
@@ -51,6 +52,7 @@ class Options:
     playbook: str | None = None
     debug: bool = False
     copy: bool = True
+    provision: bool = False
     provenance: dict[str, str] = field(default_factory=dict)
 
 
@@ -168,6 +170,21 @@ def read_options(catalog: Catalog) -> Options:
     if debug and provider not in ("local",) and not sys.stdin.isatty():
         # Packer's -debug stops at every step and waits for Enter.
         raise KilnError("variable debug: debug=1 needs a terminal on stdin (Packer waits for Enter at each step)")
+    provision = _flag(vars_, "provision")
+    if provision:
+        if provider != "sandbox":
+            raise KilnError(
+                "variable provision: provision=1 is for provider=sandbox (the other providers always provision)"
+            )
+        from .rootfs import local_suite
+
+        for d in distros:
+            conf = catalog.distros[d].conf
+            if conf["ansible"] != "remote":
+                raise KilnError(
+                    f'distros/{d}/distro.toml: provision=1 needs ansible = "remote" (Packer\'s ansible provisioner)'
+                )
+            local_suite(d, str(conf["family"]), conf.get("local"))
     playbook = vars_.get("playbook") or None
     if playbook is not None and not (catalog.root / playbook).is_file():
         raise KilnError(f"variable playbook: {playbook} does not exist (a path relative to {catalog.root})")
@@ -180,5 +197,6 @@ def read_options(catalog: Catalog) -> Options:
         playbook=playbook,
         debug=debug,
         copy=_flag(vars_, "copy", "1"),
+        provision=provision,
         provenance=prov,
     )
