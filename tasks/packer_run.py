@@ -3,11 +3,9 @@ live with the image's name and kept in a log, the artifact read from the manifes
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -16,6 +14,7 @@ from pathlib import Path
 from . import interrupts
 from .errors import BuildFailed, Interrupted, KilnError
 from .packer_bin import packer_path
+from .streamed import run_streamed
 
 _print_lock = threading.Lock()
 
@@ -86,51 +85,20 @@ def run_packer(
     plain: list[str] = []
     with log.open("w") as out:
         out.write(f"# {' '.join(cmd)}\n# cwd {workdir}\n")
-        try:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=workdir,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-                start_new_session=True,
-            )
-        except OSError as err:
-            raise KilnError(f"packer: cannot start {cmd[0]}: {err.strerror}") from None
-        interrupts.register(proc.pid, image, str(log))
-        try:
-            assert proc.stdout is not None
-            for raw in proc.stdout:
-                out.write(raw)
-                out.flush()
-                fields = raw.rstrip("\n").split(",", 4)
-                if len(fields) >= 4 and fields[2] == "ui":
-                    kind, text = fields[3], _unescape(fields[4] if len(fields) > 4 else "")
-                    if kind == "error":
-                        errors.append(text.strip())
-                    _show(prefix, text.rstrip())
-                elif len(fields) < 3 or not fields[0].isdigit():
-                    _show(prefix, raw.rstrip())  # plain output (a crash, a panic)
-                    if raw.strip():
-                        plain.append(raw.strip())
-            code = proc.wait()
-        except SystemExit:
-            # The user interrupted twice: stop waiting, as promised (the handler named the build).
-            interrupts.unregister(proc.pid)
-            raise
-        except BaseException:
-            # Leaving for any other reason: let Packer clean up before we go.
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-            proc.wait()
-            raise
-        finally:
-            interrupts.unregister(proc.pid)
-            if proc.stdout is not None:  # not left to the garbage collector: one descriptor per build
-                proc.stdout.close()
+
+        def on_line(raw: str) -> None:
+            fields = raw.rstrip("\n").split(",", 4)
+            if len(fields) >= 4 and fields[2] == "ui":
+                kind, text = fields[3], _unescape(fields[4] if len(fields) > 4 else "")
+                if kind == "error":
+                    errors.append(text.strip())
+                _show(prefix, text.rstrip())
+            elif len(fields) < 3 or not fields[0].isdigit():
+                _show(prefix, raw.rstrip())  # plain output (a crash, a panic)
+                if raw.strip():
+                    plain.append(raw.strip())
+
+        code = run_streamed(cmd, out, image, log, on_line, cwd=workdir, env=full_env)
     if interrupts.interrupted.is_set():
         raise Interrupted(f"interrupted; Packer cleaned up; see {log}")
     if code != 0:

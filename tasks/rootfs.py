@@ -20,6 +20,7 @@ from pathlib import Path
 
 from . import interrupts
 from .errors import BuildFailed, Interrupted, KilnError
+from .streamed import run_streamed
 
 VARIANT = "minbase"
 INCLUDE = ("python3",)
@@ -67,41 +68,18 @@ def check_tools(name: str, suite: str) -> None:
 
 
 def _run_logged(cmd: list[str], log: Path, label: str, env: dict[str, str] | None = None) -> tuple[int, list[str]]:
-    """Run in its own process group, lines streamed with the label and kept in the log;
-    SIGINT/SIGTERM reach it through kiln's interrupt handler."""
+    """Run with its lines streamed under the label and kept in the log (and returned)."""
     lines: list[str] = []
+
+    def on_line(line: str) -> None:
+        lines.append(line.rstrip("\n"))
+        if line.strip():
+            sys.stdout.write(f"[{label}] {line}")
+            sys.stdout.flush()
+
     with log.open("a") as out:
         out.write(f"# {' '.join(cmd)}\n")
-        proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
-            env=env,
-        )
-        interrupts.register(proc.pid, label, str(log))
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                out.write(line)
-                out.flush()
-                lines.append(line.rstrip("\n"))
-                if line.strip():
-                    sys.stdout.write(f"[{label}] {line}")
-                    sys.stdout.flush()
-            code = proc.wait()
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGINT)
-            proc.wait()
-            raise
-        finally:
-            interrupts.unregister(proc.pid)
-            if proc.stdout is not None:
-                proc.stdout.close()
+        code = run_streamed(cmd, out, label, log, on_line, env=env)
     if interrupts.interrupted.is_set():
         raise Interrupted(f"interrupted; see {log}")
     return code, lines

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from ..catalog import Distro
 from ..errors import KilnError
-from .base import CloudImage, VendorImage, tainted_ids
+from .base import CloudImage, VendorImage, by_fingerprint
 
 T = TypeVar("T")
 
@@ -272,17 +272,7 @@ class AwsProvider:
             self.call(f"ec2 DeleteSnapshot {snapshot} in {region}", partial(ec2.delete_snapshot, SnapshotId=snapshot))
 
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
-        """Usable images by fingerprint, newest first: never a revoked one, nor one built on a
-        revoked image (its parent's fingerprint is unchanged, but what it was built on is not)."""
-        images = self.our_images(region)
-        tainted = tainted_ids(images)
-        out: dict[str, list[CloudImage]] = {}
-        for image in images:
-            if image.fingerprint and image.image_id not in tainted:
-                out.setdefault(image.fingerprint, []).append(image)
-        for found in out.values():
-            found.sort(key=lambda i: (i.created, i.image_id), reverse=True)
-        return out
+        return by_fingerprint(self.our_images(region))
 
     def copy_image(self, source: CloudImage, region: str) -> str:
         """Start copying an image into another region of this account; returns the new id."""

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from ..catalog import Customer, Distro
 from ..errors import KilnError
-from .base import CloudImage, VendorImage, tainted_ids
+from .base import CloudImage, VendorImage, by_fingerprint
 
 T = TypeVar("T")
 
@@ -207,15 +207,7 @@ class AzureProvider:
             self._ours = None
 
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
-        out: dict[str, list[CloudImage]] = {}
-        images = self.our_images(region)
-        tainted = tainted_ids(images)  # revoked, or built on a revoked image
-        for image in images:
-            if image.fingerprint and image.image_id not in tainted:
-                out.setdefault(image.fingerprint, []).append(image)
-        for images in out.values():
-            images.sort(key=lambda i: (i.created, i.name, i.image_id), reverse=True)
-        return out
+        return by_fingerprint(self.our_images(region))
 
     def vendor_image(self, region: str, distro: str) -> VendorImage:
         """The marketplace image's newest version in this location (one call per location and

@@ -49,6 +49,19 @@ def tainted_ids(images: Iterable[CloudImage]) -> set[str]:
     return tainted
 
 
+def by_fingerprint(images: list[CloudImage]) -> dict[str, list[CloudImage]]:
+    """Usable images by fingerprint, newest first: never a revoked one, nor one built on a
+    revoked image (its parent's fingerprint is unchanged, but what it was built on is not)."""
+    tainted = tainted_ids(images)
+    out: dict[str, list[CloudImage]] = {}
+    for image in images:
+        if image.fingerprint and image.image_id not in tainted:
+            out.setdefault(image.fingerprint, []).append(image)
+    for found in out.values():
+        found.sort(key=lambda i: (i.created, i.name, i.image_id), reverse=True)
+    return out
+
+
 class Provider(Protocol):
     name: str
 

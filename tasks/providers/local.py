@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ..catalog import Distro
 from ..errors import KilnError
-from .base import CloudImage, VendorImage, tainted_ids
+from .base import CloudImage, VendorImage, by_fingerprint
 
 T = TypeVar("T")
 
@@ -73,13 +73,7 @@ class LocalProvider:
             self._ours = None
 
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
-        images = self.our_images(region)
-        tainted = tainted_ids(images)
-        out: dict[str, list[CloudImage]] = {}
-        for image in images:
-            if image.fingerprint and image.image_id not in tainted:
-                out.setdefault(image.fingerprint, []).append(image)
-        return out
+        return by_fingerprint(self.our_images(region))
 
     def vendor_image(self, region: str, distro: str) -> VendorImage:
         suite = str((self._distros[distro].conf.get("local") or {}).get("suite", "?"))
