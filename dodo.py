@@ -8,6 +8,7 @@ from pathlib import Path
 from tasks.config import doit_config
 from tasks.doit_tasks import image_tasks, sandbox_tasks
 from tasks.fleet_tasks import fleet_tasks
+from tasks.lint import lint_tasks
 
 ROOT = Path(__file__).resolve().parent
 DOIT_CONFIG = doit_config(ROOT)
@@ -26,3 +27,8 @@ def task_sandbox():  # type: ignore[no-untyped-def]
 def task_fleet():  # type: ignore[no-untyped-def]
     """Commands across regions and accounts: validate, init-region, why, images, revoke, prune, sync."""
     yield from fleet_tasks(ROOT)
+
+
+def task_lint():  # type: ignore[no-untyped-def]
+    """Pre-flight, no cloud: packer validate and ansible-playbook --syntax-check, re-run only on change."""
+    yield from lint_tasks(ROOT)
