@@ -131,3 +131,14 @@ def test_tool_output_parsing() -> None:
         "We were unable to read either as JSON nor YAML",
         "provision/ansible/core.yml:8:3",
     )
+
+
+def test_playbook_override_is_checked_before_the_build(kiln: Kiln) -> None:
+    (kiln.root / "provision/ansible/try.yml").write_text(
+        "- hosts: all\n  tasks:\n    - name: x\n      debug: {msg: [\n"
+    )
+    proc = kiln.doit("core", "playbook=provision/ansible/try.yml", "provider=sandbox", "region=us-east-1", code=1)
+    lines = kiln_lines(proc.stderr)
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("kiln: lint provision/ansible/try.yml: provision/ansible/try.yml:5:")
+    assert kiln.builds() == 0
