@@ -120,25 +120,26 @@ def lint_tasks(root: Path) -> Iterator[dict[str, Any]]:
             "file_dep": [str(f) for f in playbook_inputs(catalog.root, playbook)],
             "uptodate": [config_changed(LINT_VERSION)],
         }
-    customer_toml = catalog.root / "customers" / o.customer / "customer.toml"
+    customer_toml = str(catalog.root / "customers" / o.customer / "customer.toml")
+    distros = lint_distros(catalog, o.distros)
     for role in catalog.roles.values():
-        for distro in lint_distros(catalog, o.distros):
+        role_files = [
+            *(str(f) for f in template_inputs(catalog, role, LINT_PROVIDER)),
+            str(catalog.root / "packer" / role.name / "role.toml"),
+            customer_toml,
+            *([str(catalog.root / role.playbook)] if role.playbook else []),
+        ]
+        for distro in distros:
             name = template_check(role.name, distro, o.customer)
             names.append(name)
             target = lint_path(run, role.name, distro)
-            files = [
-                *template_inputs(catalog, role, LINT_PROVIDER),
-                catalog.root / "packer" / role.name / "role.toml",
-                catalog.root / "distros" / distro / "distro.toml",
-                customer_toml,
-                *([catalog.root / role.playbook] if role.playbook else []),
-            ]
+            files = [*role_files, str(catalog.root / "distros" / distro / "distro.toml")]
             yield {
                 "basename": "_lint",
                 "name": name.split(":", 1)[1],
                 "title": lambda task, r=role.name, d=distro: f"lint {r}/{d}",
                 "actions": [(_validate_action, [run, lint, name, role.name, distro, target])],
-                "file_dep": [str(f) for f in files],
+                "file_dep": files,
                 "targets": [str(target)],
                 "uptodate": [config_changed(LINT_VERSION)],
                 "clean": True,

@@ -60,6 +60,8 @@ def test_yaml_error_names_file_and_line_and_stops_the_build(kiln: Kiln) -> None:
     assert "ansible-playbook --syntax-check: YAML" in lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
     assert kiln.builds() == 0  # no Packer build started: nothing was spent
+    # The sandbox the run began starting in the background was left recorded, not orphaned.
+    assert "kiln: sandbox stopped" in kiln.doit("sandbox-stop").stderr
 
     lint = kiln.doit("lint", code=1)
     assert kiln_lines(lint.stderr) == lines
