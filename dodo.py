@@ -8,6 +8,7 @@ from pathlib import Path
 from tasks.config import doit_config
 from tasks.doit_tasks import image_tasks, sandbox_tasks
 from tasks.fleet_tasks import fleet_tasks
+from tasks.lint import lint_tasks
 from tasks.watch import watch_tasks
 
 ROOT = Path(__file__).resolve().parent
@@ -32,3 +33,8 @@ def task_fleet():  # type: ignore[no-untyped-def]
 def task_watch():  # type: ignore[no-untyped-def]
     """`doit watch <role> [name=value ...]`: rebuild the role whenever one of its inputs is saved."""
     yield from watch_tasks(ROOT)
+
+
+def task_lint():  # type: ignore[no-untyped-def]
+    """Pre-flight, no cloud: packer validate and ansible-playbook --syntax-check, re-run only on change."""
+    yield from lint_tasks(ROOT)

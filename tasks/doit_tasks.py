@@ -15,6 +15,7 @@ from . import guard
 from .catalog import Catalog, load_catalog
 from .engine import ImageKey, Run
 from .errors import KilnError
+from .lint import playbook_check, template_check
 from .render import render_text, template_inputs, write_rendered
 
 # The run of this doit command line, for the reporter (which learns the selected tasks). Keyed
@@ -59,9 +60,17 @@ def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
         yield {"basename": role.name, "name": None, "doc": role.description}
         for distro in o.distros:
             render = f"_render:{role.name}/{distro}/{run.render_label}/{o.customer}"
+            # The lint's checks first, flat: doit dispatches an image's dependencies in order, so
+            # they run before its render and its parent's tree, and a broken template or playbook
+            # stops the run before anything is spent.
+            lint = [template_check(role.name, distro, o.customer)]
+            if role.playbook is not None:
+                lint.insert(0, playbook_check(role.playbook))
+                if o.playbook:
+                    lint.insert(0, playbook_check(o.playbook))  # playbook=PATH is checked too
             for region in o.regions:
                 key = ImageKey(role.name, distro, region)
-                deps = [render] + ([ImageKey(role.parent, distro, region).task] if role.parent else [])
+                deps = [*lint, render] + ([ImageKey(role.parent, distro, region).task] if role.parent else [])
                 yield {
                     "basename": role.name,
                     "name": f"{distro}@{region}",

@@ -73,6 +73,7 @@ class Run:
         # Commands that read the database and local files only (why, images) take the vendor
         # image as last recorded instead of asking the cloud.
         self.offline = False
+        self._warm: threading.Thread | None = None
 
     # -- what the command line asked ----------------------------------------------------------
 
@@ -134,7 +135,15 @@ class Run:
             with contextlib.suppress(Exception):  # the real call reports any failure
                 self.provider.client("ec2", self.options.regions[0])
 
-        threading.Thread(target=warm, name="kiln-warm-up", daemon=True).start()
+        self._warm = threading.Thread(target=warm, name="kiln-warm-up", daemon=True)
+        self._warm.start()
+
+    def settle(self) -> None:
+        """Let the warm-up finish before the process exits: a run that fails fast (a lint
+        finding) would otherwise end it while it starts the sandbox, leaving a server that no
+        pid file records and `doit sandbox-stop` cannot stop."""
+        if self._warm is not None:
+            self._warm.join(timeout=90)
 
     def _chosen_distros(self) -> dict[str, Any]:
         # The vendor lookup asks for these distros' images only.

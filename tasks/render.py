@@ -11,6 +11,7 @@ import contextlib
 import os
 import subprocess
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +65,15 @@ def context(role: Role, distro: Distro, customer: Customer, provider: str, playb
 
 
 def render_text(
-    catalog: Catalog, role: Role, distro: Distro, customer: Customer, provider: str, playbook: str | None
+    catalog: Catalog,
+    role: Role,
+    distro: Distro,
+    customer: Customer,
+    provider: str,
+    playbook: str | None,
+    extensions: Sequence[Any] = (),
 ) -> str:
+    """The template rendered; extensions: Jinja2 extensions (the lint's line markers)."""
     import jinja2  # lazily: `doit list` does not pay for it
 
     path, shown = template_for(catalog, role, provider)
@@ -74,6 +82,7 @@ def render_text(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        extensions=list(extensions),
     )
     try:
         return env.get_template(path.name).render(context(role, distro, customer, provider, playbook))

@@ -86,6 +86,7 @@ class KilnReporter:
         from .doit_tasks import CURRENT
 
         if CURRENT:
+            CURRENT[0].settle()
             counts = CURRENT[0].counts
             if counts:
                 parts = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
