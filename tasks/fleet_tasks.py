@@ -90,8 +90,6 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
     def prune() -> str:
         from .fleet.prune import prune_command
 
-        if o.provider == "azure":
-            _aws_only(run, "prune")
         named = cmdline_vars()
         return prune_command(run, _regions(run), named.get("keep", "2"), named.get("apply", "0") == "1")
 

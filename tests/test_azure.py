@@ -57,6 +57,8 @@ class FakeCloud:
     calls: list[str] = field(default_factory=list)
     fail_update: bool = False
     fail_list: Exception | None = None
+    vms: list[SimpleNamespace] = field(default_factory=list)
+    scale_sets: list[SimpleNamespace] = field(default_factory=list)
 
     def load(self) -> list[dict[str, Any]]:
         return list(json.loads(self.path.read_text())) if self.path.exists() else []
@@ -88,6 +90,8 @@ class FakeCloud:
                 begin_delete=self.begin_delete,
             ),
             virtual_machine_images=SimpleNamespace(list=self.list_versions),
+            virtual_machines=SimpleNamespace(list_all=lambda: list(self.vms)),
+            virtual_machine_scale_sets=SimpleNamespace(list_all=lambda: list(self.scale_sets)),
         )
 
     def list_by_resource_group(self, resource_group_name: str) -> list[SimpleNamespace]:
@@ -380,6 +384,30 @@ def test_tagging_refused_removes_the_image(azure: Azure) -> None:
 
 
 # -- without the SDK: options, rendering, listing --------------------------------------------------
+
+
+def launched_from(image_id: str) -> SimpleNamespace:
+    # Shaped like the SDK's StorageProfile: image_reference.id names a managed image.
+    return SimpleNamespace(image_reference=SimpleNamespace(id=image_id.upper()))
+
+
+def test_prune_keeps_images_a_vm_or_scale_set_uses(azure: Azure) -> None:
+    for _ in range(4):
+        azure.doit("base-vmi", "provider=azure", "region=eastus", "force=1")
+    roots = [i["id"] for i in azure.images()]
+    oldest, second, third, _newest = roots
+    azure.cloud.vms.append(SimpleNamespace(name="web-1", storage_profile=launched_from(oldest)))
+    azure.cloud.scale_sets.append(
+        SimpleNamespace(name="web-vmss", virtual_machine_profile=SimpleNamespace(storage_profile=launched_from(second)))
+    )
+    out, _ = azure.doit("prune", "provider=azure", "region=eastus", "keep=1")
+    assert "held back: used by virtual machine web-1" in out
+    assert "held back: used by scale set web-vmss" in out
+    assert "1 image(s) would be deregistered" in out
+    out, _ = azure.doit("prune", "provider=azure", "region=eastus", "keep=1", "apply=1")
+    assert "1 image(s) deregistered" in out
+    assert [i["id"] for i in azure.images()] == [oldest, second, _newest]
+    assert third not in {i["id"] for i in azure.images()}
 
 
 def test_unknown_location_lists_the_customers_locations(kiln: Kiln) -> None:

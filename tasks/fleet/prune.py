@@ -146,9 +146,14 @@ def plan(run: Run, region: str, keep: int) -> list[Verdict]:
                 verdicts.append(Verdict(image, group, "held", "named in an export file"))
             else:
                 verdicts.append(Verdict(image, group, "prune", ""))
-    # Root filesystem layers launch nothing; cloud images may be in use.
+    # Root filesystem layers launch nothing; cloud images may be launched from.
     candidates = {v.image.image_id for v in verdicts if v.action == "prune"}
-    held = {} if o.provider == "local" else users(run, region, candidates)
+    if o.provider == "local":
+        held: dict[str, str] = {}
+    elif o.provider == "azure":
+        held = run.provider.images_in_use(region, candidates)
+    else:
+        held = users(run, region, candidates)
     for v in verdicts:
         if v.image.image_id in held:
             v.action, v.why = "held", f"used by {held[v.image.image_id]}"
@@ -177,7 +182,13 @@ def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> 
                 size = tree_size(run.provider.tree(image.image_id))
                 used += size
                 head += f" {human(size):>9}"
-            what = "layer" if local else f"image, with {len(image.snapshot_ids)} snapshot(s)"
+            what = (
+                "layer"
+                if local
+                else "managed image"
+                if o.provider == "azure"
+                else f"image, with {len(image.snapshot_ids)} snapshot(s)"
+            )
             if v.action == "keep":
                 lines.append(f"{head}  keep: {v.why}")
             elif v.action == "held":

@@ -286,6 +286,32 @@ class AzureProvider:
             lambda: client.images.begin_delete(self.resource_group, name).result(),
         )
 
+    def images_in_use(self, region: str, candidates: set[str]) -> dict[str, str]:
+        """image id -> the virtual machine or scale set launched from it (ids compare without case)."""
+        if not candidates:
+            return {}
+        client = self.client()
+        wanted = {c.lower(): c for c in candidates}
+        held: dict[str, str] = {}
+
+        def reference(profile: Any) -> str:
+            ref = getattr(getattr(profile, "storage_profile", None), "image_reference", None)
+            return str(getattr(ref, "id", None) or "").lower()
+
+        vms = self.call("compute virtual_machines.list_all", lambda: list(client.virtual_machines.list_all()))
+        for vm in vms:
+            image = wanted.get(reference(vm))
+            if image and image not in held:
+                held[image] = f"virtual machine {vm.name}"
+        sets = self.call(
+            "compute virtual_machine_scale_sets.list_all", lambda: list(client.virtual_machine_scale_sets.list_all())
+        )
+        for vmss in sets:
+            image = wanted.get(reference(getattr(vmss, "virtual_machine_profile", None)))
+            if image and image not in held:
+                held[image] = f"scale set {vmss.name}"
+        return held
+
 
 def _first_line(err: BaseException) -> str:
     message = getattr(err, "message", None) or str(err)
