@@ -42,7 +42,7 @@ REAL_PACKER = "/usr/bin/packer"
 FAKE_ENV = {
     "AZURE_CLIENT_ID": "testing-client-id",
     "AZURE_TENANT_ID": "testing-tenant-id",
-    "AZURE_CLIENT_SECRET": "testing",
+    "AZURE_CLIENT_SECRET": "testing",  # pragma: allowlist secret (fake)
 }
 
 

@@ -163,7 +163,7 @@ def test_missing_aws_credentials(kiln: Kiln) -> None:
 def test_expired_aws_credentials(kiln: Kiln, tmp_path: Path) -> None:
     helper = tmp_path / "expired-credentials"
     helper.write_text(
-        '#!/bin/sh\necho \'{"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "testing",'
+        '#!/bin/sh\necho \'{"Version": 1, "AccessKeyId": "testing", "SecretAccessKey": "testing",'  # pragma: allowlist secret (fake)
         ' "SessionToken": "testing", "Expiration": "2020-01-01T00:00:00Z"}\'\n'
     )
     helper.chmod(helper.stat().st_mode | stat.S_IXUSR)

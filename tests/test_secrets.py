@@ -8,7 +8,7 @@ from conftest import Kiln
 # Obviously fake, but distinctive enough to find anywhere they might have been written.
 FAKE = {
     "AWS_ACCESS_KEY_ID": "testing-akid-leakcheck-7f3a",
-    "AWS_SECRET_ACCESS_KEY": "testing-secret-leakcheck-91c2",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret-leakcheck-91c2",  # pragma: allowlist secret (fake)
     "AWS_SESSION_TOKEN": "testing-token-leakcheck-5d8e",
 }
 
