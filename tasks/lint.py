@@ -8,7 +8,7 @@ run before anything is spent. (doit dispatches an image's dependencies in order:
 before its render and its parent's tree. With `-n N`, an ancestor whose own checks passed may
 start while a descendant's checks still run.)
 
-A finding is a task failure (exit 1, like a failed build) in one line naming the file and line:
+A finding is a mistake in the user's files (exit 3, as every such mistake) in one line naming the file and line:
 for HCL the template line (packer/_templates/...), mapped back from the rendered file's line
 through markers the lint's render puts on every line, and the rendered file:line too.
 
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import guard
-from .errors import BuildFailed, KilnError
+from .errors import KilnError
 
 if TYPE_CHECKING:
     from .catalog import Catalog
@@ -41,6 +41,11 @@ LINT_PROVIDER = "aws"  # the render with the real provisioner blocks (the sandbo
 PLACEHOLDER_REGION = "us-east-1"
 
 # -- names ---------------------------------------------------------------------------------------
+
+
+def finding(message: str, log: str) -> KilnError:
+    """A template or playbook mistake: the user's to fix, exit 3, with the tool's full output's log."""
+    return KilnError(f"{message}; see {log}")
 
 
 def template_check(role: str, distro: str, customer: str) -> str:
@@ -361,12 +366,12 @@ def validate_template(run: Run, role: str, distro: str, target: Path) -> None:
     if file is not None and line is not None and Path(file).name == target.name:
         source, source_line = where[line - 1] if 0 < line <= len(where) else (template, 0)
         at = f"{_shown(root, source)}:{source_line}" if source_line else _shown(root, source)
-        raise BuildFailed(
+        raise finding(
             f"{at}: packer validate: {summary}{more} (rendered {rendered}:{line}; {distro}, provisioner {_mode(run, distro)})",
             _shown(root, log),
         )
     at = f"{_shown(root, file)}:{line}" if file and line else f"{rendered} (from {template})"
-    raise BuildFailed(f"{at}: packer validate: {summary}{more}", _shown(root, log))
+    raise finding(f"{at}: packer validate: {summary}{more}", _shown(root, log))
 
 
 def _mode(run: Run, distro: str) -> str:
@@ -387,6 +392,11 @@ def ansible_problem(root: Path, output: str) -> tuple[str, str | None]:
     found = _ANSIBLE_MESSAGE.search(output)
     lines = [x.strip() for x in output.splitlines() if x.strip()]
     message = (found.group(1).strip() if found else (lines[0] if lines else "failed")).rstrip(".")
+    # Said as kiln says them everywhere else: what is wrong, and where it was looked for.
+    message = re.sub(r"^YAML parsing failed:?", "YAML error:", message)
+    role = re.search(r"the role '([^']+)' was not found", message)
+    if role:
+        message = f"role '{role.group(1)}' not found: there is no provision/ansible/roles/{role.group(1)}/"
     for pattern in _ANSIBLE_WHERE:
         at = pattern.search(output)
         if at:
@@ -419,4 +429,4 @@ def syntax_check(catalog: Catalog, state: Path, playbook: str) -> None:
     log = logs / (playbook.replace("/", "_") + ".syntax.log")
     log.write_text(proc.stdout + proc.stderr)
     message, at = ansible_problem(root, proc.stdout + proc.stderr)
-    raise BuildFailed(f"{at or playbook}: ansible-playbook --syntax-check: {message}", _shown(root, log))
+    raise finding(f"{at or playbook}: ansible-playbook --syntax-check: {message}", _shown(root, log))

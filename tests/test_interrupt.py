@@ -77,7 +77,7 @@ def test_a_second_interrupt_stops_waiting_and_names_what_may_be_left(kiln: Kiln,
     pidfile = tmp_path / "packer.pid"
     fake.write_text(
         "#!/bin/bash\n"
-        'case "$1" in version) echo "Packer v1.6.6"; exit 0;; fmt) exec /usr/bin/packer "$@";; esac\n'
+        'case "$1" in version) echo "Packer v1.6.6"; exit 0;; fmt|validate) exec /usr/bin/packer "$@";; esac\n'
         f"echo $$ > {pidfile}\n"
         "trap 'echo \"1,,ui,say,cleaning up very slowly\"' INT TERM\n"
         'echo "1,,ui,say,==> fake: Waiting for SSH to become available..."\n'

@@ -53,7 +53,7 @@ def test_lint_validates_both_ansible_modes_and_reruns_nothing_when_unchanged(kil
 def test_yaml_error_names_file_and_line_and_stops_the_build(kiln: Kiln) -> None:
     kiln.edit("provision/ansible/core.yml", "  - bad: [\n")
     line = len((kiln.root / "provision/ansible/core.yml").read_text().splitlines())
-    proc = kiln.doit("core", "provider=sandbox", "region=us-east-1", code=1)
+    proc = kiln.doit("core", "provider=sandbox", "region=us-east-1", code=3)
     lines = kiln_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith(f"kiln: lint provision/ansible/core.yml: provision/ansible/core.yml:{line}:")
@@ -63,7 +63,7 @@ def test_yaml_error_names_file_and_line_and_stops_the_build(kiln: Kiln) -> None:
     # The sandbox the run began starting in the background was left recorded, not orphaned.
     assert "kiln: sandbox stopped" in kiln.doit("sandbox-stop").stderr
 
-    lint = kiln.doit("lint", code=1)
+    lint = kiln.doit("lint", code=3)
     assert kiln_lines(lint.stderr) == lines
 
 
@@ -74,7 +74,7 @@ def test_hcl_error_names_template_and_line(kiln: Kiln) -> None:
     assert good in text
     template.write_text(text.replace(good, "  instance_type = = var.instance_type\n"))
     line = text[: text.index(good)].count("\n") + 1
-    proc = kiln.doit("lint", code=1)
+    proc = kiln.doit("lint", code=3)
     lines = kiln_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
     message = lines[0]
@@ -87,7 +87,7 @@ def test_hcl_error_names_template_and_line(kiln: Kiln) -> None:
         int(rendered_line) - 1
     ].strip() == "instance_type = = var.instance_type"
 
-    build = kiln.doit("core", "provider=sandbox", "region=us-east-1", code=1)
+    build = kiln.doit("core", "provider=sandbox", "region=us-east-1", code=3)
     assert len(kiln_lines(build.stderr)) == 1 and f"amazon-ebs.pkr.hcl.j2:{line}:" in build.stderr
     assert kiln.builds() == 0
 
@@ -98,7 +98,7 @@ def test_ansible_local_partial_is_validated(kiln: Kiln) -> None:
     text = partial.read_text()
     partial.write_text(text.replace("playbook_dir    =", "playbook_dirr   ="))
     line = next(i for i, x in enumerate(partial.read_text().splitlines(), 1) if "playbook_dirr" in x)
-    proc = kiln.doit("lint", "distro=rocky-9", code=1)
+    proc = kiln.doit("lint", "distro=rocky-9", code=3)
     lines = kiln_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert "/centos-7: packer/_templates/_ansible_local.pkr.hcl.j2:" + f"{line}: packer validate:" in lines[0]
@@ -139,7 +139,7 @@ def test_playbook_override_is_checked_before_the_build(kiln: Kiln) -> None:
     (kiln.root / "provision/ansible/try.yml").write_text(
         "- hosts: all\n  tasks:\n    - name: x\n      debug: {msg: [\n"
     )
-    proc = kiln.doit("core", "playbook=provision/ansible/try.yml", "provider=sandbox", "region=us-east-1", code=1)
+    proc = kiln.doit("core", "playbook=provision/ansible/try.yml", "provider=sandbox", "region=us-east-1", code=3)
     lines = kiln_lines(proc.stderr)
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("kiln: lint provision/ansible/try.yml: provision/ansible/try.yml:5:")
