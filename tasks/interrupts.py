@@ -18,6 +18,7 @@ from .errors import EXIT_INTERRUPTED
 class _Running:
     image: str
     log: str
+    local: bool = False  # a root filesystem step (debootstrap, a chroot play), not Packer
 
 
 _lock = threading.Lock()
@@ -46,13 +47,17 @@ def _handler(signum: int, frame: FrameType | None) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
         names = ", ".join(sorted(r.image for r in running.values()))
-        _say(
-            f"interrupted: waiting for Packer to clean up {names} (instance, key pair, security group); "
-            "interrupt again to stop waiting"
-        )
+        if all(r.local for r in running.values()):
+            waiting = f"waiting for {names} to stop (the unfinished layer is then unmounted and removed)"
+        else:
+            waiting = f"waiting for Packer to clean up {names} (instance, key pair, security group)"
+        _say(f"interrupted: {waiting}; interrupt again to stop waiting")
         return
     left = "; ".join(f"{r.image} (see {r.log})" for r in running.values())
-    _say(f"stopped waiting: these builds may have left an instance, key pair or security group behind: {left}")
+    if all(r.local for r in running.values()):
+        _say(f"stopped waiting: an unfinished layer may be left (doit prune provider=local removes it): {left}")
+    else:
+        _say(f"stopped waiting: these builds may have left an instance, key pair or security group behind: {left}")
     raise SystemExit(EXIT_INTERRUPTED)
 
 
@@ -67,9 +72,9 @@ def install() -> None:
         signal.signal(signal.SIGTERM, _handler)
 
 
-def register(pgid: int, image: str, log: str) -> None:
+def register(pgid: int, image: str, log: str, local: bool = False) -> None:
     with _lock:
-        _running[pgid] = _Running(image, log)
+        _running[pgid] = _Running(image, log, local)
 
 
 def unregister(pgid: int) -> None:

@@ -79,7 +79,7 @@ def _run_logged(cmd: list[str], log: Path, label: str, env: dict[str, str] | Non
 
     with log.open("a") as out:
         out.write(f"# {' '.join(cmd)}\n")
-        code = run_streamed(cmd, out, label, log, on_line, env=env)
+        code = run_streamed(cmd, out, label, log, on_line, env=env, local=True)
     if interrupts.interrupted.is_set():
         raise Interrupted(f"interrupted; see {log}")
     return code, lines

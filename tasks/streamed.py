@@ -24,6 +24,7 @@ def run_streamed(
     on_line: Callable[[str], None],
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
+    local: bool = False,
 ) -> int:
     """Run cmd, writing every line to `out` and passing it to on_line; return the exit code."""
     try:
@@ -40,7 +41,7 @@ def run_streamed(
         )
     except OSError as err:
         raise KilnError(f"{Path(cmd[0]).name}: cannot start {cmd[0]}: {err.strerror}") from None
-    interrupts.register(proc.pid, label, str(log))
+    interrupts.register(proc.pid, label, str(log), local)
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -131,3 +132,49 @@ def test_local_needs_root_and_a_distro_it_can_make(kiln: Kiln) -> None:
     line = failure_line(proc2.stderr, "needs root")
     assert "provider local" in line and "provider=sandbox" in line
     assert json.dumps(proc2.stderr).count("Traceback") == 0
+
+
+SLOW = """---
+- name: A slow play
+  hosts: all
+  tasks:
+    - name: Take a while
+      ansible.builtin.command: sleep 60
+"""
+
+
+def test_ctrl_c_during_a_play_leaves_no_layer_mount_or_process(kiln: Kiln, rootfs_cache: Path) -> None:
+    seed_rootfs(kiln, rootfs_cache)
+    (kiln.root / "provision/ansible/slow.yml").write_text(SLOW)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doit", "server-base", *LOCAL, "playbook=provision/ansible/slow.yml"],
+        cwd=kiln.root,
+        env=kiln.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "TASK [Take a while]" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "waiting for server-base/debian-12/local to stop" in err
+    layers = kiln.state / "local/layers"
+    assert not [p.name for p in layers.iterdir() if "server-base" in p.name], "an unfinished layer was left"
+    assert not mounts_under(kiln.state)
+    assert [r["status"] for r in kiln.rows("SELECT status FROM builds WHERE role='server-base'")] == ["interrupted"]
+    assert not kiln.rows("SELECT * FROM images WHERE role='server-base'")
+    rooted = []
+    for pid in Path("/proc").iterdir():
+        if pid.name.isdigit():
+            try:
+                if os.readlink(pid / "root").startswith(str(kiln.state)):
+                    rooted.append(pid.name)
+            except OSError:
+                continue
+    assert rooted == [], "a process rooted in a layer was left running"
