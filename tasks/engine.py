@@ -255,14 +255,14 @@ class Run:
             return False
         image = cloud[0]
         if image.image_id not in known:
-            self._record(key, image, fp, manifest, origin="adopted")
+            self.record(key, image, fp, manifest, origin="adopted")
             self.counts["adopted"] += 1
             self.say(f"{key.label}: adopted {image.image_id} (same fingerprint, built elsewhere)")
         else:
             self.counts["up to date"] += 1
         return True
 
-    def _record(
+    def record(
         self,
         key: ImageKey,
         image: CloudImage,
@@ -363,7 +363,7 @@ class Run:
         from .copying import copy_image
 
         image = copy_image(self, key, source, fp)
-        self._record(key, image, fp, self.fingerprint(key)[1], origin="copied", source=source.image_id)
+        self.record(key, image, fp, self.fingerprint(key)[1], origin="copied", source=source.image_id)
         self.counts["copied"] += 1
         self.say(f"{key.label}: copied {source.image_id} from {source.region} as {image.image_id}")
         return True
@@ -380,7 +380,7 @@ class Run:
             for r in self.results.images_for(self.options.provider, self.provider.account(), key.region, fp)
         }
         if image.image_id not in known:
-            self._record(key, image, fp, self.fingerprint(key)[1], origin="adopted")
+            self.record(key, image, fp, self.fingerprint(key)[1], origin="adopted")
         self.counts["built by another run"] += 1
         self.say(f"{key.label}: {image.image_id} was built meanwhile by {who}")
         return True
@@ -465,7 +465,7 @@ class Run:
             self.results.finish_build(build_id, "failed", image_id, f"tagging failed: {err}")
             raise BuildFailed(self._untaggable(key, image_id, str(err)), str(log)) from None
         provider.remember(key.region, image)
-        self._record(key, image, fp, manifest, origin="built", build_id=build_id)
+        self.record(key, image, fp, manifest, origin="built", build_id=build_id)
         self.counts["built"] += 1
         self.say(f"{key.label}: built {image_id}")
 

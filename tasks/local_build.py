@@ -91,7 +91,7 @@ def build_layer(run: Run, key: ImageKey) -> None:
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     image = CloudImage(name, name, "local", created, {**run.image_tags(key, name, source), "fingerprint": fp})
     provider.commit(image)
-    run._record(key, image, fp, manifest, origin="built", build_id=build_id)
+    run.record(key, image, fp, manifest, origin="built", build_id=build_id)
     run.counts["built"] += 1
     run.say(f"{key.label}: built layer {final}")
     _warn_old_layers(run, provider.layers)
