@@ -156,3 +156,25 @@ def seed_rootfs(kiln: Kiln, cache: Path) -> None:
     dest = kiln.state / "local"
     dest.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-a", "--reflink=auto", str(cache), str(dest / "cache")], check=True)
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below path (read here, not through kiln's own code)."""
+    root = str(path.resolve())
+    return [
+        line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines() if root in line.split()[4]
+    ]
+
+
+def rooted_in(path: Path) -> list[str]:
+    """Processes whose root directory is at or below path."""
+    root = str(path.resolve())
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if os.readlink(proc / "root").startswith(root):
+                    out.append(proc.name)
+            except OSError:
+                continue
+    return out

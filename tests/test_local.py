@@ -13,7 +13,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import Kiln, copy_catalog, seed_rootfs
+from conftest import Kiln, copy_catalog, mounts_under, rooted_in, seed_rootfs
+from test_concurrency import start
 from test_errors import failure_line
 
 LOCAL = ("provider=local", "distro=debian-12")
@@ -22,13 +23,6 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provider=local needs 
 
 def layer(kiln: Kiln, role: str) -> Path:
     return kiln.state / "local" / "layers" / kiln.current(role, "local")
-
-
-def mounts_under(path: Path) -> list[str]:
-    root = str(path.resolve())
-    return [
-        line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines() if root in line.split()[4]
-    ]
 
 
 def test_local_chain_reuses_layers_and_rebuilds_only_what_changed(kiln: Kiln, rootfs_cache: Path) -> None:
@@ -146,15 +140,7 @@ SLOW = """---
 def test_ctrl_c_during_a_play_leaves_no_layer_mount_or_process(kiln: Kiln, rootfs_cache: Path) -> None:
     seed_rootfs(kiln, rootfs_cache)
     (kiln.root / "provision/ansible/slow.yml").write_text(SLOW)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "doit", "server-base", *LOCAL, "playbook=provision/ansible/slow.yml"],
-        cwd=kiln.root,
-        env=kiln.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
+    proc = start(kiln, {}, "server-base", *LOCAL, "playbook=provision/ansible/slow.yml")
     assert proc.stdout is not None
     for line in proc.stdout:
         if "TASK [Take a while]" in line:
@@ -169,12 +155,4 @@ def test_ctrl_c_during_a_play_leaves_no_layer_mount_or_process(kiln: Kiln, rootf
     assert not mounts_under(kiln.state)
     assert [r["status"] for r in kiln.rows("SELECT status FROM builds WHERE role='server-base'")] == ["interrupted"]
     assert not kiln.rows("SELECT * FROM images WHERE role='server-base'")
-    rooted = []
-    for pid in Path("/proc").iterdir():
-        if pid.name.isdigit():
-            try:
-                if os.readlink(pid / "root").startswith(str(kiln.state)):
-                    rooted.append(pid.name)
-            except OSError:
-                continue
-    assert rooted == [], "a process rooted in a layer was left running"
+    assert rooted_in(kiln.state) == [], "a process rooted in a layer was left running"

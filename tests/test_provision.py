@@ -7,24 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import Kiln, seed_rootfs
+from conftest import Kiln, rooted_in, seed_rootfs
 from test_errors import one_line_error
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox target is a chroot: it needs root")
 SANDBOX = ("provider=sandbox", "region=us-east-1")
-
-
-def rooted_in(path: Path) -> list[str]:
-    root = str(path.resolve())
-    out = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if os.readlink(proc / "root").startswith(root):
-                    out.append(proc.name)
-            except OSError:
-                continue
-    return out
 
 
 def test_sandbox_runs_the_real_ansible_provisioner_against_a_local_target(kiln: Kiln, rootfs_cache: Path) -> None:
