@@ -23,6 +23,7 @@ from .results import ImageRow, Results
 from .statcache import StatCache
 
 if TYPE_CHECKING:
+    from .inputs.ansible_run import AnsibleContent
     from .providers.base import CloudImage
 
 # Modules needed only to check or build an image are imported where used: `doit list` makes
@@ -60,6 +61,7 @@ class Run:
         self.state = catalog.state
         self.results = Results(self.state / "results.sqlite")
         self.statcache = StatCache(self.state / "statcache.marshal")
+        self._ansible: AnsibleContent | None = None
         self.selected: set[str] = set()
         FAILURES.state = self.state
         FAILURES.by_task.clear()  # a new command line starts with none
@@ -122,6 +124,17 @@ class Run:
                         f"variable provider: provider '{self.options.provider}' is not available yet; use aws, sandbox or azure"
                     )
             return self._provider
+
+    @property
+    def ansible(self) -> AnsibleContent:
+        """The catalog's Ansible content, each playbook scanned once per run (made on first use:
+        `doit list` compiles none of its patterns)."""
+        with self._lock:
+            if self._ansible is None:
+                from .inputs.ansible_run import AnsibleContent
+
+                self._ansible = AnsibleContent(self.catalog.root, self.state, self.say)
+            return self._ansible
 
     def warm_up(self) -> None:
         """Import the cloud SDK and make the first client in the background while doit checks
@@ -203,6 +216,7 @@ class Run:
         manifest = content_manifest(
             self.catalog,
             self.statcache,
+            self.ansible,
             role=role,
             distro=key.distro,
             customer=self.customer,
@@ -425,6 +439,17 @@ class Run:
         write_vars()
         (workdir / "manifest.kiln.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
         env = provider.packer_env()
+        # A play on this machine (Packer's ansible provisioner) is audited; ansible-local runs
+        # on the instance, with the requirements uploaded.
+        plays_here = (
+            bool(playbook)
+            and self.catalog.distros[key.distro].ansible_mode == "remote"
+            and (o.provider != "sandbox" or o.provision)
+        )
+        if playbook:
+            env.update(self.play_env(playbook, log))
+            variables.update(self.ansible_local_vars(playbook, workdir))
+            write_vars()
         self.warn_expiry()
         build_id = self.results.start_build(o.provider, key.region, o.customer, key.distro, key.role, fp, log)
         self.say(f"{key.label}: building {name} from {source} (log {log})")
@@ -452,6 +477,8 @@ class Run:
         except (BuildFailed, KilnError) as err:
             self.results.finish_build(build_id, "failed", message=str(err))
             raise
+        if plays_here and playbook:
+            self.check_reads(key, build_id, playbook, log, manifest)
         # The fingerprint tag is the commit point: only a finished, tagged image is ever found.
         from .providers.base import CloudImage
 
@@ -468,6 +495,57 @@ class Run:
         self.record(key, image, fp, manifest, origin="built", build_id=build_id)
         self.counts["built"] += 1
         self.say(f"{key.label}: built {image_id}")
+
+    # -- plays and the read audit --------------------------------------------------------------
+
+    @staticmethod
+    def reads_file(log: Path) -> Path:
+        return log.with_suffix(".reads")
+
+    def play_env(self, playbook: str, log: Path) -> dict[str, str]:
+        """Where Ansible looks (the same on every provider) and the read audit, for one play."""
+        from .inputs.audit import audit_env
+
+        play = self.ansible.play(playbook)
+        return {**play.layout.env(), **audit_env(self.reads_file(log), play.watched())}
+
+    def ansible_local_vars(self, playbook: str, workdir: Path) -> dict[str, str]:
+        """ansible-local runs on the instance from an uploaded copy of provision/ansible: the
+        requirements go up too, and the roles path is said relative to that copy."""
+        play = self.ansible.play(playbook)
+        galaxy = play.layout.installed
+        if galaxy is None:
+            galaxy = workdir / "no-requirements"
+            for sub in ("roles", "collections"):
+                (galaxy / sub).mkdir(parents=True, exist_ok=True)
+        ansible_dir = self.catalog.root / "provision" / "ansible"
+        roles = [str(p.relative_to(ansible_dir)) for p in play.layout.roles_path if p.is_relative_to(ansible_dir)]
+        remote = "/tmp/kiln-galaxy"
+        command = (
+            f"ANSIBLE_ROLES_PATH={':'.join([*roles, remote + '/roles'])}"
+            f" ANSIBLE_COLLECTIONS_PATH={remote}/collections ANSIBLE_FORCE_COLOR=1 PYTHONUNBUFFERED=1 ansible-playbook"
+        )
+        return {"galaxy_dir": str(galaxy), "ansible_local_command": command}
+
+    def check_reads(
+        self, key: ImageKey, build_id: int, playbook: str, log: Path, manifest: dict[str, Any]
+    ) -> list[str]:
+        """Files the play opened that are not among the image's inputs: said, and recorded."""
+        from .inputs.audit import ignored, read_files
+
+        play = self.ansible.play(playbook)
+        keep = [play.layout.installed] if play.layout.installed is not None else []
+        read = read_files(self.reads_file(log), ignored(self.catalog.root, self.state), keep)
+        known = {play.path_of(name) for name in manifest.get("files", {})}
+        missed = [play.key(p) for p in read if p not in known]
+        for name in missed:
+            self.say(
+                f"warning: {key.label}: the play read {name}, which is not an input of role {key.role}:"
+                f" a change to it would not rebuild the image (recorded; doit why {key.role} shows it)"
+            )
+        if missed:
+            self.results.set_missed(build_id, missed)
+        return missed
 
     def place(self, key: ImageKey) -> str:
         o = self.options

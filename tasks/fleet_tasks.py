@@ -1,5 +1,5 @@
 """doit tasks for running a catalog across regions and accounts: validate, init-region, why,
-images, revoke, prune, sync. Each always runs (uptodate False), prints its answer on stdout and
+inputs, images, revoke, prune, sync. Each always runs (uptodate False), prints its answer on stdout and
 its status on stderr, and reads its variables inside the action."""
 
 from __future__ import annotations
@@ -76,6 +76,13 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         named = cmdline_vars().get("role")
         return why_command(run, [*pos, *([r.strip() for r in named.split(",")] if named else [])])
 
+    def inputs(pos: list[str]) -> str:
+        from .fleet.inputs import inputs_command
+
+        named = cmdline_vars().get("role")
+        roles = [*pos, *([r.strip() for r in named.split(",")] if named else [])]
+        return inputs_command(run, roles, cmdline_vars().get("format", "table"))
+
     def images() -> str:
         from .fleet.inventory import images_command
 
@@ -106,6 +113,12 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         why,
         pos_arg="pos",
         task_dep=renders,
+    )
+    yield _task(
+        "inputs",
+        "inputs <role>: every file its image depends on, and why (format=json for machines)",
+        inputs,
+        pos_arg="pos",
     )
     yield _task(
         "images",

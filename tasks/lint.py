@@ -70,18 +70,18 @@ def lint_distros(catalog: Catalog, chosen: tuple[str, ...]) -> list[str]:
     return out
 
 
-def playbook_inputs(root: Path, playbook: str) -> list[Path]:
+def playbook_inputs(root: Path, playbook: str, walked: dict[Path, list[Path]] | None = None) -> list[Path]:
     """What a playbook's syntax depends on, without parsing it (`doit list` stays cheap): the
-    playbook, the config beside it, and everything under its roles/ and vars folders: a superset
-    of tasks.playbook.playbook_files."""
+    playbook and everything beside it (its roles, collections, vars, tasks, requirements): a
+    superset of what tasks.inputs finds, except what requirements.yml installs, which follows
+    from the requirements files named here."""
     from .statcache import walk_files
 
     path = root / playbook
-    base = path.parent
-    files = [path, *(base / f for f in ("ansible.cfg", "requirements.yml") if (base / f).is_file())]
-    for sub in ("roles", "group_vars", "host_vars"):
-        files += walk_files(base / sub)
-    return files
+    walked = {} if walked is None else walked
+    if path.parent not in walked:  # playbooks share their folder: walk it once per command line
+        walked[path.parent] = walk_files(path.parent)
+    return [path, *(f for f in walked[path.parent] if f != path)]
 
 
 # -- the tasks -----------------------------------------------------------------------------------
@@ -114,6 +114,7 @@ def lint_tasks(root: Path) -> Iterator[dict[str, Any]]:
     if o.playbook:
         playbooks.append(o.playbook)
     names: list[str] = []
+    walked: dict[Path, list[Path]] = {}
     for playbook in dict.fromkeys(playbooks):
         name = playbook_check(playbook)
         names.append(name)
@@ -122,7 +123,7 @@ def lint_tasks(root: Path) -> Iterator[dict[str, Any]]:
             "name": name.split(":", 1)[1],
             "title": lambda task, p=playbook: f"lint {p}",
             "actions": [(_syntax_action, [run, lint, name, playbook])],
-            "file_dep": [str(f) for f in playbook_inputs(catalog.root, playbook)],
+            "file_dep": [str(f) for f in playbook_inputs(catalog.root, playbook, walked)],
             "uptodate": [config_changed(LINT_VERSION)],
         }
     customer_toml = str(catalog.root / "customers" / o.customer / "customer.toml")
@@ -185,7 +186,7 @@ def _validate_action(run: Run, lint: LintRun, name: str, role: str, distro: str,
 
 def _syntax_action(run: Run, lint: LintRun, name: str, playbook: str) -> object:
     def go() -> None:
-        syntax_check(run.catalog, run.state, playbook)
+        syntax_check(run.catalog, run.state, playbook, run.ansible.play(playbook).layout.env())
         lint.done()
 
     return guard.action(run.failures, name, go)
@@ -404,7 +405,7 @@ def ansible_problem(root: Path, output: str) -> tuple[str, str | None]:
     return message, None
 
 
-def syntax_check(catalog: Catalog, state: Path, playbook: str) -> None:
+def syntax_check(catalog: Catalog, state: Path, playbook: str, ansible_env: dict[str, str]) -> None:
     root = catalog.root
     ansible = Path(sys.executable).parent / "ansible-playbook"
     if not ansible.exists():
@@ -412,7 +413,7 @@ def syntax_check(catalog: Catalog, state: Path, playbook: str) -> None:
     env = _tool_env(state)
     Path(env["ANSIBLE_LOCAL_TEMP"]).mkdir(parents=True, exist_ok=True)
     path = root / playbook
-    env["ANSIBLE_ROLES_PATH"] = str(path.parent / "roles")
+    env.update(ansible_env)  # roles, collections and ansible.cfg as every play finds them
     proc = subprocess.run(
         [str(ansible), "--syntax-check", "-i", "localhost,", str(path)],
         capture_output=True,

@@ -66,14 +66,14 @@ def build_layer(run: Run, key: ImageKey) -> None:
                 "kiln_role": key.role,
                 **{k: str(v) for k, v in run.customer.conf.get("ansible_vars", {}).items()},
             }
-            ansible_dir = catalog.root / "provision" / "ansible"
             try:
-                run_play(tmp, catalog.root / playbook, extra, ansible_dir, log, key.label)
+                run_play(tmp, catalog.root / playbook, extra, run.play_env(playbook, log), log, key.label)
             except PlayFailed as err:
                 if o.debug and run.named(key.role):
                     kept = _keep_failed(run, provider.layers, tmp, name, playbook, extra, err.task)
                     raise BuildFailed(f"{err.plain} (failed layer kept at {kept})", str(log)) from None
                 raise
+            run.check_reads(key, build_id, playbook, log, manifest)
     except Interrupted as err:
         run.results.finish_build(build_id, "interrupted", message=str(err))
         _discard(tmp)
@@ -111,7 +111,8 @@ def _keep_failed(run: Run, layers: Path, tmp: Path, name: str, playbook: str, ex
     tmp.rename(kept)
     enter = f"chroot {shlex.quote(str(kept))} /bin/bash"
     rerun = ansible_command(kept, run.catalog.root / playbook, extra, verbose=True, start_at=task)
-    env = f"ANSIBLE_ROLES_PATH={shlex.quote(str(run.catalog.root / 'provision' / 'ansible' / 'roles'))}"
+    layout = run.ansible.play(playbook).layout.env()
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(layout.items()))
     run.say(f"the failed layer is kept; enter it with: {enter}")
     run.say(f"re-run the failing play verbosely with: {env} {shlex.join(rerun)}")
     return kept

@@ -46,7 +46,50 @@ def template_inputs(catalog: Catalog, role: Role, provider: str) -> list[Path]:
     return [*files, *([override] if override else [])]
 
 
+_IDENT = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def hcl_escape(value: Any) -> str:
+    """Every printed value, made literal inside an HCL quoted string: quotes, backslashes and
+    newlines escaped, and template sequences (${, %{) doubled so Packer never interprets them."""
+    text = str(value)
+    text = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t")
+    return text.replace("${", "$${").replace("%{", "%%{")
+
+
+def check_values(shown: str, values: Any, prefix: str = "") -> None:
+    """A value a Packer template cannot hold literally is one line naming its file and key."""
+    if isinstance(values, dict):
+        for k, v in values.items():
+            check_values(shown, v, f"{prefix}{k}.")
+        return
+    if isinstance(values, list):
+        for n, v in enumerate(values):
+            check_values(shown, v, f"{prefix}{n}.")
+        return
+    if isinstance(values, str):
+        bad = next((c for c in values if (ord(c) < 32 and c not in "\n\t") or ord(c) == 127), None)
+        if bad is not None:
+            raise KilnError(
+                f"{shown}: key '{prefix.rstrip('.')}': the value holds the control character {bad!r}, which no"
+                " Packer template can carry; use plain text (newlines and tabs are fine)"
+            )
+
+
+def check_context(role: Role, distro: Distro, customer: Customer) -> None:
+    check_values(role.conf.path, role.conf.values)
+    check_values(distro.conf.path, distro.conf.values)
+    check_values(customer.conf.path, customer.conf.content())
+    for key in customer.conf.get("ansible_vars", {}):
+        if not key or key[0].isdigit() or not set(key) <= _IDENT:
+            raise KilnError(
+                f"{customer.conf.path}: key 'ansible_vars.{key}': not a valid Ansible variable name;"
+                " use letters, digits and '_', not starting with a digit"
+            )
+
+
 def context(role: Role, distro: Distro, customer: Customer, provider: str, playbook: str | None) -> dict[str, Any]:
+    check_context(role, distro, customer)
     return {
         # parent: azure-arm starts a root from the marketplace and a child from a managed image.
         "role": {
@@ -82,6 +125,8 @@ def render_text(
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
+        # Every {{ }} of a template lands inside an HCL string: printed values are escaped.
+        finalize=hcl_escape,
         extensions=list(extensions),
     )
     try:

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS builds (
     distro TEXT NOT NULL, role TEXT NOT NULL, fingerprint TEXT NOT NULL,
     started_at TEXT NOT NULL, finished_at TEXT,
     status TEXT NOT NULL,            -- running | ok | failed | interrupted
-    log_path TEXT, image_id TEXT, message TEXT
+    log_path TEXT, image_id TEXT, message TEXT,
+    missed_inputs TEXT               -- JSON list: files the play read that were not inputs
 );
 CREATE TABLE IF NOT EXISTS confirmations (
     provider TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, at TEXT NOT NULL,
@@ -94,6 +95,9 @@ class Results:
                 columns = {r["name"] for r in con.execute("PRAGMA table_info(images)")}
                 if "revoked_reason" not in columns:  # a database from before revocation
                     con.execute("ALTER TABLE images ADD COLUMN revoked_reason TEXT")
+                build_columns = {r["name"] for r in con.execute("PRAGMA table_info(builds)")}
+                if "missed_inputs" not in build_columns:  # a database from before the read audit
+                    con.execute("ALTER TABLE builds ADD COLUMN missed_inputs TEXT")
                 self._ready = True
             return con
         except sqlite3.Error as err:
@@ -229,6 +233,17 @@ class Results:
                 (provider, region, customer, distro, role, fingerprint, now(), str(log)),
             )
             return int(cur.lastrowid or 0)
+
+    def set_missed(self, build_id: int, names: list[str]) -> None:
+        with self.write() as con:
+            con.execute("UPDATE builds SET missed_inputs=? WHERE id=?", (json.dumps(names), build_id))
+
+    def missed_for(self, image_id: str) -> list[str]:
+        rows = self.read(
+            "SELECT missed_inputs FROM builds WHERE image_id=? AND missed_inputs IS NOT NULL ORDER BY id DESC LIMIT 1",
+            (image_id,),
+        )
+        return list(json.loads(rows[0]["missed_inputs"])) if rows else []
 
     def finish_build(
         self,

@@ -8,6 +8,7 @@ process rooted in the tree is stopped and every mount under it released.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -240,8 +241,8 @@ def ansible_command(
         "-e",
         "ansible_become=false",
     ]
-    for key, value in sorted(extra.items()):
-        cmd += ["-e", f"{key}={value}"]
+    if extra:  # as JSON: a value with spaces or '=' stays one value
+        cmd += ["-e", json.dumps(extra, sort_keys=True)]
     if verbose:
         cmd.append("-vvv")
     if start_at:
@@ -250,10 +251,13 @@ def ansible_command(
     return cmd
 
 
-def run_play(tree: Path, playbook: Path, extra: dict[str, str], ansible_dir: Path, log: Path, label: str) -> None:
+def run_play(
+    tree: Path, playbook: Path, extra: dict[str, str], play_env: dict[str, str], log: Path, label: str
+) -> None:
+    """play_env: where Ansible looks (roles, collections, ansible.cfg) and the read audit."""
     env = {
         **os.environ,
-        "ANSIBLE_ROLES_PATH": str(ansible_dir / "roles"),
+        **play_env,
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_FORCE_COLOR": "0",
         "ANSIBLE_RETRY_FILES_ENABLED": "0",

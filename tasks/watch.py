@@ -61,14 +61,16 @@ def is_editor_temp(name: str) -> bool:
 def watched_files(catalog: Catalog, role: str, options: Options) -> set[Path]:
     """Every file whose change can change the role's image or an ancestor's."""
     from .fingerprints import input_files
+    from .inputs.ansible_run import AnsibleContent
     from .render import template_inputs
 
+    ansible = AnsibleContent(catalog.root, catalog.state)
     files: set[Path] = set()
     for r in catalog.chain(role):
         playbook = r.playbook
         if r.name == role and options.playbook and playbook is not None:
             playbook = options.playbook  # playbook= applies to the named role only
-        files.update(input_files(catalog, r, playbook))
+        files.update(path for path, _ in input_files(catalog, r, playbook, ansible).values())
         files.update(template_inputs(catalog, r, options.provider))
         files.add(catalog.root / "packer" / r.name / "role.toml")
     files.update(catalog.root / "distros" / d / "distro.toml" for d in options.distros)

@@ -67,8 +67,9 @@ def explain(run: Run, role: str, distro: str, region: str, depth: int = 0) -> li
     if row is None:
         return [f"{pad}{label}: no image yet: the next run builds it (or copies it from another region)"]
     head = f"{pad}{label}: {row['image_id']} ({row['origin']} {age(row['created_at'])} ago)"
+    after = _recorded(run, row, pad)
     if status == "up to date":
-        return [f"{head} is up to date"]
+        return [f"{head} is up to date", *after]
     if status == "revoked":
         return [f"{head} is revoked ({row['revoked_reason']}): the next run rebuilds it"]
     if status == "parent revoked":
@@ -82,6 +83,25 @@ def explain(run: Run, role: str, distro: str, region: str, depth: int = 0) -> li
         lines.append(f"{pad}  {change}")
         if change.startswith("parent") and "parent" in new:
             lines += explain(run, new["parent"]["role"], distro, region, depth + 2)
+    old_tools, new_tools = old.get("tools") or {}, new.get("tools") or {}
+    for tool in sorted(set(old_tools) | set(new_tools)):
+        if old_tools.get(tool) != new_tools.get(tool):
+            lines.append(
+                f"{pad}  (tool     {tool} {old_tools.get(tool, '-')} -> {new_tools.get(tool, '-')}: recorded, not a reason to rebuild)"
+            )
+    return lines + after
+
+
+def _recorded(run: Run, row: Any, pad: str) -> list[str]:
+    """What the read audit found when the image was built, and the tools it was built with."""
+    lines = [
+        f"{pad}  missed   {name}: the play read it but it is not an input; a change to it would not rebuild"
+        for name in run.results.missed_for(str(row["image_id"]))
+    ]
+    tools = json.loads(row["manifest"]).get("tools") or {}
+    if tools:
+        shown = ", ".join(f"{k} {v}" for k, v in sorted(tools.items()))
+        lines.append(f"{pad}  built with {shown} (tool versions are recorded, not fingerprinted)")
     return lines
 
 

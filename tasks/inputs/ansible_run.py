@@ -1,0 +1,76 @@
+"""One run's view of the catalog's Ansible content: for each playbook, where Ansible looks (its
+layout, with requirements installed) and what the playbook reads. Each playbook is scanned once
+per run, however many images use it; each file is parsed once per content."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .ansible_inputs import PlayInputs, playbook_inputs
+from .ansible_layout import Layout, layout_for
+from .galaxy import installed_requirements
+
+
+@dataclass(frozen=True)
+class Play:
+    layout: Layout
+    inputs: PlayInputs
+
+    def key(self, path: Path) -> str:
+        """A file's name in the manifest: the same on every machine and checkout."""
+        installed = self.layout.installed
+        if installed is not None and path.is_relative_to(installed):
+            return f"requirements:{path.relative_to(installed)}"
+        if path.is_relative_to(self.layout.root):
+            return str(path.relative_to(self.layout.root))
+        return str(path)
+
+    def path_of(self, name: str) -> Path:
+        installed = self.layout.installed
+        if name.startswith("requirements:") and installed is not None:
+            return installed / name.removeprefix("requirements:")
+        return self.layout.root / name
+
+    def watched(self) -> list[Path]:
+        """Where the read audit looks: the repository and every Ansible path outside it."""
+        out = [self.layout.root]
+        for p in (*self.layout.roles_path, *self.layout.collections_path, *self.layout.plugin_dirs):
+            if not any(p.is_relative_to(w) for w in out):
+                out.append(p)
+        return out
+
+
+class AnsibleContent:
+    def __init__(self, root: Path, state: Path, say: Callable[[str], None] | None = None) -> None:
+        self.root = root
+        self.state = state
+        self.say = say
+        self._plays: dict[str, Play] = {}
+        self._said: set[str] = set()
+        self._lock = threading.RLock()
+
+    def _empty_config(self) -> Path:
+        path = self.state / "ansible" / "empty-ansible.cfg"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(
+                "# kiln: the playbook has no ansible.cfg; Ansible's defaults, not this machine's\n[defaults]\n"
+            )
+        return path
+
+    def play(self, playbook: str) -> Play:
+        with self._lock:
+            if playbook not in self._plays:
+                path = self.root / playbook
+                installed = installed_requirements(self.root, self.state, path.parent, self.say)
+                layout = layout_for(self.root, path.parent, installed, self._empty_config())
+                play = Play(layout, playbook_inputs(layout, path))
+                for note in play.inputs.notes:
+                    if note not in self._said and self.say is not None:
+                        self._said.add(note)
+                        self.say(note)
+                self._plays[playbook] = play
+            return self._plays[playbook]
