@@ -33,9 +33,19 @@ def render_export(kind: str, images: dict[str, str], header: str) -> str:
     return json.dumps({"images": images}, indent=2) + "\n"
 
 
+def endpoint_override(run: Run) -> str:
+    """provider=aws pointed at another endpoint (an emulator, a test): its ids are not real."""
+    if run.options.provider != "aws":
+        return ""
+    return os.environ.get("AWS_ENDPOINT_URL_EC2") or os.environ.get("AWS_ENDPOINT_URL") or ""
+
+
 def export_paths(run: Run, distro: str, region: str) -> dict[str, Path]:
     exports: dict[str, Any] = run.customer.conf.get("exports", {}).get(run.options.provider) or {}
     out: dict[str, Path] = {}
+    # Ids from an overridden endpoint never reach the tracked tree: the same files are written
+    # under the state folder instead (a demo or test against moto once committed a fake id).
+    redirect = run.state / "exports" / "endpoint-override" if endpoint_override(run) else None
     for kind, pattern in exports.items():
         if not pattern:
             continue
@@ -46,7 +56,10 @@ def export_paths(run: Run, distro: str, region: str) -> dict[str, Path]:
                 f"customers/{run.options.customer}/customer.toml: exports.{run.options.provider}.{kind}: unknown"
                 f" placeholder {err}; valid: {{state}}, {{distro}}, {{region}}, {{customer}}"
             ) from None
-        out[kind] = run.catalog.root / text
+        path = run.catalog.root / text
+        if redirect is not None and not path.is_relative_to(run.state):
+            path = redirect / path.relative_to(run.catalog.root) if path.is_relative_to(run.catalog.root) else redirect / path.name
+        out[kind] = path
     return out
 
 

@@ -1,7 +1,8 @@
-"""The sandbox's moto server, with one fidelity fix to the emulator (not to kiln).
+"""The sandbox's moto server, with fidelity fixes to the emulator (not to kiln).
 
 On AWS an image made from an EBS-backed instance (CreateImage) or copied from one (CopyImage)
 is EBS-backed; moto marks it 'standard', and Packer's amazon-ebs refuses such a source image.
+Packer sets an image's description with ModifyImageAttribute, which moto 5 ignores.
 Run as `python -m tasks.sandbox_server -H 127.0.0.1 -p PORT`.
 """
 
@@ -28,10 +29,27 @@ def _ebs_backed_images() -> None:
     amis.Ami.__init__ = init  # type: ignore[method-assign]
 
 
+def _image_descriptions() -> None:
+    from moto.ec2.responses.amis import AmisResponse
+
+    original = AmisResponse.modify_image_attribute
+
+    def modify(self: Any) -> Any:
+        value = self._get_param("Description.Value")
+        if value is None and str(self._get_param("Attribute", "")).lower() == "description":
+            value = self._get_param("Value")
+        if value is not None:
+            self.ec2_backend.describe_images(ami_ids=[self._get_param("ImageId")])[0].description = value
+        return original(self)  # launch permissions, if any, as moto does them
+
+    AmisResponse.modify_image_attribute = modify  # type: ignore[method-assign]
+
+
 def main() -> None:
     from moto import server
 
     _ebs_backed_images()
+    _image_descriptions()
     server.main()
 
 

@@ -3,6 +3,7 @@ doit CLI run in a subprocess there, and a look into its sandbox (moto on loopbac
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import sqlite3
@@ -139,6 +140,33 @@ def git_status(root: Path) -> str:
     return subprocess.run(
         ["git", "-C", str(root), "status", "--porcelain"], capture_output=True, text=True, check=True
     ).stdout
+
+
+def _tree_state(root: Path) -> dict[str, str]:
+    """Every tracked file's content hash plus git's view of what is untracked: what a run might
+    write into the checkout."""
+    listed = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "-s"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    out = {}
+    for line in listed:
+        path = line.split("\t", 1)[1]
+        target = root / path
+        out[path] = hashlib.sha256(target.read_bytes()).hexdigest() if target.is_file() else "missing"
+    out["?untracked"] = subprocess.run(
+        ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=all"], capture_output=True, text=True, check=True
+    ).stdout
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracked_tree_untouched() -> Iterator[None]:
+    """No test, run or demo writes into this checkout's tracked files (nor leaves new files)."""
+    before = _tree_state(REPO)
+    yield
+    after = _tree_state(REPO)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    assert not changed, f"the test suite changed the checkout: {changed}"
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,9 @@ def test_local_chain_reuses_layers_and_rebuilds_only_what_changed(kiln: Kiln, ro
     assert (layer(kiln, "core") / "etc/motd").exists(), "core's roles ran inside its tree"
     assert (layer(kiln, "pipeline") / "etc/pipeline-worker.conf").exists()
     assert not mounts_under(kiln.state), "a mount was left behind"
+    # The read audit ran on every play and found nothing the manifests miss.
+    assert len(list((kiln.state / "logs").rglob("*.reads"))) == 3
+    assert kiln.rows("SELECT count(*) FROM builds WHERE missed_inputs IS NOT NULL")[0][0] == 0
     export = kiln.state / "exports/local/paxata/debian-12.vmi.properties"
     assert f"core={kiln.current('core', 'local')}" in export.read_text()
 

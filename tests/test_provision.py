@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from ansible_content import ordinary_layout
 from conftest import Kiln, rooted_in, seed_rootfs
 from test_errors import one_line_error
 
@@ -16,8 +17,13 @@ SANDBOX = ("provider=sandbox", "region=us-east-1")
 
 def test_sandbox_runs_the_real_ansible_provisioner_against_a_local_target(kiln: Kiln, rootfs_cache: Path) -> None:
     seed_rootfs(kiln, rootfs_cache)
+    ordinary_layout(kiln.root)  # core's play as teams write it: vars_files, includes, filters, a collection
     proc = kiln.doit("core", *SANDBOX, "provision=1", timeout=900)
     assert kiln.builds() == 3
+    # Packer's Ansible ran under the read audit, which found nothing the manifests miss.
+    assert "acme/tools/plugins/filter/loud.py" in next((kiln.state / "logs").rglob("core/*.reads")).read_text()
+    assert kiln.rows("SELECT count(*) FROM builds WHERE missed_inputs IS NOT NULL")[0][0] == 0, proc.stderr
+    assert (kiln.state / "sandbox/targets/core-debian-12/etc/kiln-banner").read_text() == "WELCOME\n"
     targets = kiln.state / "sandbox" / "targets"
     assert (targets / "server-base-debian-12/etc/kiln-base").read_text() == "server-base built by kiln\n"
     assert "paxata" in (targets / "core-debian-12/etc/motd").read_text(), "core's play wrote its motd"
