@@ -506,6 +506,7 @@ class Run:
         """Where Ansible looks (the same on every provider) and the read audit, for one play."""
         from .inputs.audit import audit_env
 
+        self.ansible.say_notes(playbook)
         play = self.ansible.play(playbook)
         return {**play.layout.env(), **audit_env(self.reads_file(log), play.watched())}
 

@@ -27,7 +27,7 @@ def inputs_command(run: Run, roles: list[str], fmt: str) -> str:
     files = input_files(run.catalog, role, playbook, run.ansible)
     play = run.ansible.play(playbook) if playbook else None
     tools = {**tool_versions(), **(play.inputs.tools if play else {})} if playbook else {}
-    notes = play.inputs.notes if play else []
+    notes = play.inputs.notes(run.catalog.root) if play else []
     o = run.options
     settings = [
         f"packer/{name}/role.toml",
@@ -52,7 +52,7 @@ def inputs_command(run: Run, roles: list[str], fmt: str) -> str:
     lines.append(f"files ({len(files)}):")
     lines += [f"  {k.ljust(width)}  {why}" for k, (_, why) in files.items()]
     if notes:
-        lines.append("taken whole, because a reference is only known when the play runs:")
+        lines.append("notes:")
         lines += [f"  {n}" for n in notes]
     lines.append(f"settings: the content keys of {', '.join(settings)}")
     lines.append("template: the Packer template as rendered for this role, distro and customer (packer/_templates/)")

@@ -83,6 +83,15 @@ _WITH = re.compile(r"^with_(\w+)$")
 _FQCN = re.compile(r"\b([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)\.[a-z_][a-z0-9_]*")
 _JINJA_REF = re.compile(r"""\{%-?\s*(?:include|import|extends|from)\s+['"]([^'"]+)['"]""")
 _STATIC_VARS = re.compile(r"\{\{\s*(playbook_dir|role_path)\s*\}\}")
+# Modules whose `src` is a file on the controller (by default); elsewhere `src` is the target's.
+CONTROLLER_SRC = frozenset(
+    {"template", "copy", "script", "unarchive", "synchronize", "patch", "win_template", "win_copy"}
+)
+# What a role or collection carries for its developers, not for plays: never read by Ansible
+# (the read audit would say so), so editing them rebuilds nothing.
+NOT_PLAYED = frozenset({".git", ".github", ".gitlab", "molecule", "tests", "docs", "changelogs", ".ansible-lint",
+                        ".yamllint", ".gitignore", ".travis.yml", "tox.ini", ".pre-commit-config.yaml"})  # fmt: skip
+NOT_PLAYED_PREFIXES = ("README", "LICENSE", "CHANGELOG", "CONTRIBUTING", "COPYING")
 TEXT_SUFFIXES = (".yml", ".yaml", ".j2", ".json", ".cfg", ".ini", ".conf", ".txt", "")
 
 
@@ -110,15 +119,25 @@ class PlayInputs:
     """What one playbook (with everything it pulls in) reads."""
 
     files: dict[Path, str] = field(default_factory=dict)  # file -> why it is an input
-    notes: list[str] = field(default_factory=list)  # said once: folders taken whole
+    whole: dict[Path, list[str]] = field(default_factory=dict)  # folder taken whole -> the references
+    other_notes: list[str] = field(default_factory=list)
     tools: dict[str, str] = field(default_factory=dict)  # bundled collections used: not content
 
     def add(self, path: Path, why: str) -> None:
         self.files.setdefault(path, why)
 
     def note(self, text: str) -> None:
-        if text not in self.notes:
-            self.notes.append(text)
+        if text not in self.other_notes:
+            self.other_notes.append(text)
+
+    def notes(self, root: Path) -> list[str]:
+        """One line per folder taken whole, naming the first reference that made it so."""
+        out = list(self.other_notes)
+        for folder, refs in self.whole.items():
+            more = f" and {len(refs) - 1} more" if len(refs) > 1 else ""
+            shown = folder.relative_to(root) if folder.is_relative_to(root) else folder
+            out.append(f"{shown}/ is an input as a whole: {refs[0]} is only known when the play runs{more}")
+        return out
 
 
 @dataclass
@@ -146,12 +165,22 @@ class Scanner:
     # -- helpers ---------------------------------------------------------------------------
 
     def shown(self, path: Path) -> str:
+        installed = self.layout.installed
+        if installed is not None and path.is_relative_to(installed):
+            return f"requirements:{path.relative_to(installed)}"
         return str(path.relative_to(self.root)) if path.is_relative_to(self.root) else str(path)
 
-    def add_tree(self, path: Path, why: str) -> None:
+    def add_tree(self, path: Path, why: str, packaged: bool = False) -> None:
+        """Every file below path; for a role or collection (packaged) without what only its
+        developers read (README, tests, CI)."""
         for f in walk_files(path):
-            if f.name != ".galaxy_install_info":  # ansible-galaxy's install date: not content
-                self.out.add(f, why)
+            if f.name == ".galaxy_install_info":  # ansible-galaxy's install date: not content
+                continue
+            if packaged:
+                top = f.relative_to(path).parts[0]
+                if top in NOT_PLAYED or (f.parent == path and f.name.startswith(NOT_PLAYED_PREFIXES)):
+                    continue
+            self.out.add(f, why)
 
     def _index_collections(self) -> dict[str, Collection]:
         found: dict[str, Collection] = {}
@@ -287,7 +316,7 @@ class Scanner:
         src = args.get("src")
         if short == "script" and src is None and isinstance(args.get("_raw_params"), str):
             src = args["_raw_params"].split()[0] if args["_raw_params"].split() else None
-        if src is None or args.get("remote_src") in (True, "yes", "true", "True"):
+        if src is None or parts[-1] not in CONTROLLER_SRC or args.get("remote_src") in (True, "yes", "true", "True"):
             return
         sub = "templates" if "template" in short else "files"
         self._relative(str(src), ctx, sub, f"src of {short} in {where}", allow_dir=True, quiet_missing=True)
@@ -307,7 +336,7 @@ class Scanner:
             lambda m: str(ctx.playbook_dir) if m.group(1) == "playbook_dir" else m.group(0), target
         )
         if _templated(target):
-            self._whole(sub, ctx, f"{why}: {target!r} is templated")
+            self._whole(sub, ctx, f"{target!r} ({why})")
             return []
         candidates: list[Path] = []
         path = Path(target)
@@ -338,12 +367,13 @@ class Scanner:
         return any(path.is_relative_to(p) for p in (*self.layout.roles_path, *self.layout.collections_path))
 
     def _whole(self, sub: str, ctx: _Ctx, why: str) -> None:
-        """A reference kiln cannot resolve: the folders it could come from are inputs."""
-        folders = [d for d in ([ctx.role / sub] if ctx.role else []) + [ctx.playbook_dir / sub] if d.is_dir()]
-        shown = ", ".join(f"{self.shown(d)}/" for d in folders) or "nothing found"
-        self.out.note(f"{why}; kiln takes {shown} whole")
-        for d in folders:
-            self.add_tree(d, f"{d.name}/ taken whole ({why})")
+        """A reference kiln cannot resolve: the folders it could come from are inputs (the role
+        is one already, whole)."""
+        folder = ctx.playbook_dir / sub
+        if not folder.is_dir():
+            return
+        self.out.whole.setdefault(folder, []).append(why)
+        self.add_tree(folder, f"{sub}/ taken whole: {why}")
 
     def _lookup(self, plugin: str, arg: str, ctx: _Ctx, why: str) -> None:
         sub = FILE_LOOKUPS[plugin]
@@ -395,7 +425,7 @@ class Scanner:
         if path in self._roles_done:
             return
         self._roles_done.add(path)
-        self.add_tree(path, why)
+        self.add_tree(path, why, packaged=True)
         rctx = _Ctx(path, path / "tasks", ctx.playbook_dir, ctx.collections, f"role {ref}")
         meta = _first(path / "meta", "main")
         if meta is not None:
@@ -482,7 +512,7 @@ class Scanner:
                 self.out.tools[name] = version
             return
         label = f"collection {name} {found.version} ({found.where})"
-        self.add_tree(found.path, f"{label}, used by {why}")
+        self.add_tree(found.path, f"{label}, used by {why}", packaged=True)
         for dep in _collection_deps(found.path):
             self._collection(dep, f"a dependency of {name}")
 

@@ -49,7 +49,7 @@ class AnsibleContent:
         self.state = state
         self.say = say
         self._plays: dict[str, Play] = {}
-        self._said: set[str] = set()
+        self._said: set[str] = set()  # playbooks whose notes were said
         self._lock = threading.RLock()
 
     def _empty_config(self) -> Path:
@@ -67,10 +67,14 @@ class AnsibleContent:
                 path = self.root / playbook
                 installed = installed_requirements(self.root, self.state, path.parent, self.say)
                 layout = layout_for(self.root, path.parent, installed, self._empty_config())
-                play = Play(layout, playbook_inputs(layout, path))
-                for note in play.inputs.notes:
-                    if note not in self._said and self.say is not None:
-                        self._said.add(note)
-                        self.say(note)
-                self._plays[playbook] = play
+                self._plays[playbook] = Play(layout, playbook_inputs(layout, path))
             return self._plays[playbook]
+
+    def say_notes(self, playbook: str) -> None:
+        """Once per run and playbook, when an image of it is built: what kiln took whole."""
+        with self._lock:
+            if playbook in self._said or self.say is None:
+                return
+            self._said.add(playbook)
+        for note in self.play(playbook).inputs.notes(self.root):
+            self.say(note)
