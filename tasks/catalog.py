@@ -19,6 +19,10 @@ ROLE_SCHEMA = {
     # e.g. "30d": the role's content changes with time (package updates), so the start of the
     # current period is part of its fingerprint.
     "refresh": Field(str),
+    # Placement, not content (never in the fingerprint): what this role builds on, overriding
+    # the customer's instance_type and spot.
+    "instance_type": Field((str, list)),
+    "spot": Field(bool),
 }
 
 _AWS_DISTRO = {
@@ -58,7 +62,13 @@ CUSTOMER_SCHEMA = {
     "provider": Field(str, default="aws"),
     "distro": Field(str, required=True),
     "regions": Field(list, required=True),
-    "instance_type": Field(str, default="t3.small"),
+    # A type or a list of types: with spot = true Packer asks EC2 Fleet for any of them
+    # (spot_instance_types); on demand it builds on the first.
+    "instance_type": Field((str, list), default="t3.small"),
+    "spot": Field(bool, default=False),
+    # Where a fingerprint needed in several regions of one run is built (then copied to the
+    # others); default: the first region named.
+    "home_region": Field(str),
     "instance_profile": Field(str, default="packer-build"),
     # Playbooks read secrets from here at build time through the instance profile: which
     # bucket is content, the secrets themselves never touch kiln.
@@ -71,7 +81,16 @@ CUSTOMER_SCHEMA = {
     "lease_seconds": Field(int, default=600),
     "azure": Field(dict, table=_AZURE_CUSTOMER),
 }
-PACKAGE_SCHEMA = {"vpc_id": Field(str), "subnet_id": Field(str)}
+PACKAGE_SCHEMA = {
+    "vpc_id": Field(str),
+    "subnet_id": Field(str),
+    # How Packer's SSH reaches the build instance, e.g. through a VPN into a private subnet.
+    "ssh_interface": Field(str),
+    "associate_public_ip_address": Field(bool),
+    "security_group_ids": Field(list),
+    "temporary_security_group_source_cidrs": Field(list),
+}
+SSH_INTERFACES = ("public_ip", "private_ip", "session_manager")
 PROJECT_SCHEMA = {"customer": Field(str, required=True), "state": Field(str, default=".kiln")}
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
@@ -144,13 +163,17 @@ class Customer:
     conf: Loaded
     root: Path
 
-    def package(self, region: str) -> dict[str, str]:
-        """Network placement for a region: customers/<c>/package/<region>.toml, if any."""
+    def package(self, region: str) -> dict[str, Any]:
+        """Network placement for a region: customers/<c>/package/<region>.toml, if any (the
+        keys it sets; an empty string or list is as good as unset)."""
         path = self.root / "customers" / self.name / "package" / f"{region}.toml"
         if not path.exists():
             return {}
-        loaded = load(path, PACKAGE_SCHEMA, str(path.relative_to(self.root)))
-        return {k: v for k, v in loaded.values.items() if v}
+        shown = str(path.relative_to(self.root))
+        loaded = load(path, PACKAGE_SCHEMA, shown)
+        values = {k: v for k, v in loaded.values.items() if v is not None and v != "" and v != []}
+        check_package(values, shown, self)
+        return values
 
     def azure(self) -> dict[str, Any]:
         """The [azure] table, which provider=azure needs (the schema checked its keys if present)."""
@@ -163,6 +186,35 @@ class Customer:
         if not conf["locations"]:
             raise KilnError(f"customers/{self.name}/customer.toml: key 'azure.locations' is empty; list a location")
         return conf
+
+
+def check_package(values: dict[str, Any], shown: str, customer: Customer) -> None:
+    """What Packer would refuse or misread, said as the file and key."""
+    import ipaddress
+
+    iface = values.get("ssh_interface")
+    if iface is not None and iface not in SSH_INTERFACES:
+        raise KilnError(f"{shown}: key 'ssh_interface' must be one of {valid_list(SSH_INTERFACES)}, not {iface!r}")
+    if iface == "session_manager" and not customer.conf.get("instance_profile"):
+        raise KilnError(
+            f'{shown}: ssh_interface = "session_manager" needs an instance profile with SSM permissions'
+            f" (AmazonSSMManagedInstanceCore): set instance_profile in customers/{customer.name}/customer.toml"
+        )
+    for group in values.get("security_group_ids", []):
+        if not group.startswith("sg-"):
+            raise KilnError(f"{shown}: key 'security_group_ids': {group!r} is not a security group id (sg-...)")
+    for cidr in values.get("temporary_security_group_source_cidrs", []):
+        try:
+            ipaddress.ip_network(cidr)
+        except ValueError:
+            raise KilnError(
+                f"{shown}: key 'temporary_security_group_source_cidrs': {cidr!r} is not a CIDR, e.g. \"10.8.0.0/16\""
+            ) from None
+    if values.get("security_group_ids") and values.get("temporary_security_group_source_cidrs"):
+        raise KilnError(
+            f"{shown}: security_group_ids and temporary_security_group_source_cidrs exclude each other (Packer"
+            " makes a temporary group only without security_group_ids); keep one"
+        )
 
 
 @dataclass(frozen=True)
@@ -182,6 +234,9 @@ class Catalog:
             raise KilnError(f"variable customer: unknown customer '{name}'; valid: {valid_list(self.customer_names)}")
         path = self.root / "customers" / name / "customer.toml"
         conf = load(path, CUSTOMER_SCHEMA, f"customers/{name}/customer.toml")
+        from .capacity import check_instance_types
+
+        check_instance_types(conf["instance_type"], f"customers/{name}/customer.toml")
         return Customer(name, conf, self.root)
 
     def chain(self, role: str) -> list[Role]:
@@ -241,6 +296,10 @@ def load_catalog(root: Path) -> Catalog:
             seen.add(parent)
             parent = roles[parent].parent
         role.refresh_days  # noqa: B018 - validates the value early
+        if role.conf.get("instance_type") is not None:
+            from .capacity import check_instance_types
+
+            check_instance_types(role.conf["instance_type"], f"packer/{role.name}/role.toml")
     distros: dict[str, Distro] = {}
     for name in _dirs(root / "distros"):
         shown = f"distros/{name}/distro.toml"

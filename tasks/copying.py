@@ -47,6 +47,6 @@ def copy_image(run: Run, key: ImageKey, source: CloudImage, fp: str) -> CloudIma
             raise KilnError(f"{err}; {left}") from None
         run.say(f"{key.label}: {left}")
         raise
-    image = CloudImage(image_id, copied.name, key.region, copied.created, tags, copied.snapshot_ids)
+    image = CloudImage(image_id, copied.name, key.region, copied.created, tags, copied.snapshot_ids, copied.volume_gb)
     provider.remember(key.region, image)
     return image

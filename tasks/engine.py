@@ -4,6 +4,7 @@ the up-to-date check shared by every image task, and the build."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -23,7 +24,11 @@ from .results import ImageRow, Results
 from .statcache import StatCache
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .capacity import Capacity
     from .inputs.ansible_run import AnsibleContent
+    from .packer_plugins import Plugins
     from .providers.base import CloudImage
 
 # Modules needed only to check or build an image are imported where used: `doit list` makes
@@ -49,6 +54,12 @@ def hcl_value(value: Any) -> str:
     if isinstance(value, dict):
         inner = "\n".join(f"  {hcl_value(str(k))} = {hcl_value(v)}" for k, v in sorted(value.items()))
         return "{\n" + inner + "\n}"
+    if isinstance(value, list):
+        return "[" + ", ".join(hcl_value(v) for v in value) + "]"
+    if isinstance(value, bool):  # before int: a bool is an int in Python
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
     # JSON string escapes are HCL's; template sequences must not be interpreted.
     return json.dumps(str(value)).replace("${", "$${").replace("%{", "%%{")
 
@@ -76,6 +87,12 @@ class Run:
         # image as last recorded instead of asking the cloud.
         self.offline = False
         self._warm: threading.Thread | None = None
+        # One build per fingerprint across this run's regions (region_fill), and what this run
+        # made: its builds (for the cost line) and its images (never "up to date" to itself).
+        self._gates: dict[str, Any] = {}
+        self._made: set[str] = set()
+        self.build_ids: list[int] = []
+        self._plugins: Plugins | None = None
 
     # -- what the command line asked ----------------------------------------------------------
 
@@ -135,6 +152,23 @@ class Run:
 
                 self._ansible = AnsibleContent(self.catalog.root, self.state, self.say)
             return self._ansible
+
+    @property
+    def plugins(self) -> Plugins:
+        """packer/plugins.toml and the plugin sets `packer init` made ready in this run."""
+        with self._lock:
+            if self._plugins is None:
+                from .packer_plugins import Plugins
+
+                self._plugins = Plugins(self.catalog.root, self.state, self.say)
+            return self._plugins
+
+    def note_made(self, key: ImageKey, image: CloudImage) -> None:
+        """An image this run built or copied: its volumes are recorded for `doit images`."""
+        with self._lock:
+            self._made.add(image.image_id)
+        if image.volume_gb is not None:
+            self.results.set_size(self.options.provider, self.provider.account(), key.region, image)
 
     def warm_up(self) -> None:
         """Import the cloud SDK and make the first client in the background while doit checks
@@ -268,6 +302,8 @@ class Run:
         if not cloud:
             return False
         image = cloud[0]
+        if image.image_id in self._made:
+            return True  # made by this run's task of another region (region fill): counted there
         if image.image_id not in known:
             self.record(key, image, fp, manifest, origin="adopted")
             self.counts["adopted"] += 1
@@ -327,8 +363,22 @@ class Run:
         return found[0].image_id
 
     def build(self, key: ImageKey) -> None:
+        """One build per fingerprint in this run (the other regions copy it, see region_fill),
+        each under this machine's lock and the account's lease."""
+        fp, _ = self.fingerprint(key)
+        if not (self.options.copy and self.options.provider in ("aws", "sandbox")):
+            self.build_here(key)
+            return
+        from .region_fill import once
+
+        made = once(self, key, fp, self._gates, self._lock)
+        if made.region != key.region:
+            self.build_here(key, source=made)
+
+    def build_here(self, key: ImageKey, source: CloudImage | None = None) -> CloudImage | None:
         """Build under this machine's lock for the fingerprint, then the account's lease in the
-        cloud: a run that had to wait for either looks for the other's image before building."""
+        cloud: a run that had to wait for either looks for the other's image before building.
+        source: copy that image here instead (this run made it in another region)."""
         fp, _ = self.fingerprint(key)
         lock = f"{self.options.provider}-{key.region}-{fp[:32]}"
         from .lease import build_lease
@@ -343,51 +393,58 @@ class Run:
 
             need_root()  # said before waiting for anything
         with image_lock(self.state, lock, say) as waited:
-            if waited and not self.forced(key) and self._built_meanwhile(key, fp, "the run we waited for"):
-                return
+            if waited and not self.forced(key) and (found := self._built_meanwhile(key, fp, "the run we waited for")):
+                return found
             if self.options.provider == "local":
                 from .local_build import build_layer
 
                 build_layer(self, key)
-                return
+                return None
             if self.options.provider == "azure":
                 # The cloud lease lives in DynamoDB (AWS only); on Azure only this machine's
                 # lock keeps a fingerprint from being built twice at once.
-                self._build(key)
-                return
+                return self._build(key)
             table, seconds = str(conf["lease_table"]), int(conf["lease_seconds"])
             with build_lease(self.provider, key.region, table, seconds, fp, say) as holder:
-                if holder and not self.forced(key) and self._built_meanwhile(key, fp, holder):
-                    return
-                if self.options.copy and not self.forced(key) and self._copy_fill(key, fp):
-                    return
-                self._build(key)
+                if holder and not self.forced(key) and (found := self._built_meanwhile(key, fp, holder)):
+                    return found
+                if source is not None:
+                    return self._copy_from(key, fp, source)
+                if self.options.copy and not self.forced(key) and (copied := self._copy_fill(key, fp)):
+                    return copied
+                return self._build(key)
 
-    def _copy_fill(self, key: ImageKey, fp: str) -> bool:
-        """The same fingerprint in another region of this account: copy it instead of building
-        (minutes and no instance, instead of a build)."""
+    def copy_source(self, key: ImageKey, fp: str) -> CloudImage | None:
+        """An image of this fingerprint in another region of this account, if any."""
         o = self.options
         account = self.provider.account()
         # Regions the database knows first, then this run's other regions (looked up already).
         regions = self.results.copy_regions(o.provider, account, fp, key.region)
         regions += [r for r in o.regions if r != key.region and r not in regions]
-        source = next((found[0] for r in regions if (found := self.cloud_images(r).get(fp))), None)
-        if source is None:
-            return False
+        return next((found[0] for r in regions if (found := self.cloud_images(r).get(fp))), None)
+
+    def _copy_fill(self, key: ImageKey, fp: str) -> CloudImage | None:
+        """The same fingerprint in another region of this account: copy it instead of building
+        (minutes and no instance, instead of a build)."""
+        source = self.copy_source(key, fp)
+        return self._copy_from(key, fp, source) if source is not None else None
+
+    def _copy_from(self, key: ImageKey, fp: str, source: CloudImage) -> CloudImage:
         from .copying import copy_image
 
         image = copy_image(self, key, source, fp)
         self.record(key, image, fp, self.fingerprint(key)[1], origin="copied", source=source.image_id)
+        self.note_made(key, image)
         self.counts["copied"] += 1
         self.say(f"{key.label}: copied {source.image_id} from {source.region} as {image.image_id}")
-        return True
+        return image
 
-    def _built_meanwhile(self, key: ImageKey, fp: str, who: str) -> bool:
+    def _built_meanwhile(self, key: ImageKey, fp: str, who: str) -> CloudImage | None:
         """Look again (one call): the run we waited for may have made the image."""
         self.provider.forget(key.region)
         found = self.cloud_images(key.region).get(fp)
         if not found:
-            return False
+            return None
         image = found[0]
         known = {
             r["image_id"]
@@ -397,9 +454,9 @@ class Run:
             self.record(key, image, fp, self.fingerprint(key)[1], origin="adopted")
         self.counts["built by another run"] += 1
         self.say(f"{key.label}: {image.image_id} was built meanwhile by {who}")
-        return True
+        return image
 
-    def _build(self, key: ImageKey) -> None:
+    def _build(self, key: ImageKey) -> CloudImage:
         from .packer_bin import packer_version
 
         packer_version()  # a missing or too old Packer is said before anything is written
@@ -423,11 +480,14 @@ class Run:
             "image_name": name,
             "tags": tags,
             "manifest_path": str(workdir / "manifest.json"),
-            "instance_type": str(self.customer.conf["instance_type"]),
             "instance_profile": str(self.customer.conf["instance_profile"]),
             "ansible_dir": str(self.catalog.root / "provision" / "ansible"),
             "playbook_file": str(self.catalog.root / playbook) if playbook else "",
         }
+        from .capacity import plan
+
+        attempts = plan(self, key)  # on-demand, or spot first and on-demand if there is no capacity
+        variables.update(attempts[0].variables)
         if o.provider == "aws":
             variables.update(self.customer.package(key.region))
         variables.update(provider.packer_vars(key.region))
@@ -450,8 +510,10 @@ class Run:
             env.update(self.play_env(playbook, log))
             variables.update(self.ansible_local_vars(playbook, workdir))
             write_vars()
+        template, plugins = self.packer_input(self.rendered_path(key.role, key.distro), workdir)
         self.warn_expiry()
         build_id = self.results.start_build(o.provider, key.region, o.customer, key.distro, key.role, fp, log)
+        self.note_build(build_id, attempts[0], plugins)
         self.say(f"{key.label}: building {name} from {source} (log {log})")
         try:
             from .packer_run import run_packer
@@ -462,15 +524,17 @@ class Run:
 
                     variables.update(stack.enter_context(sandbox_target(self, key, workdir, log)))
                     write_vars()
-                image_id = run_packer(
-                    key.label,
-                    self.rendered_path(key.role, key.distro),
-                    var_file,
-                    workdir,
-                    log,
-                    env,
-                    debug=o.debug and self.named(key.role),
-                )
+
+                def use(attempt: Capacity) -> None:
+                    variables.update(attempt.variables)
+                    write_vars()
+
+                def packer(out: Path) -> str:
+                    return run_packer(
+                        key.label, template, var_file, workdir, out, env, debug=o.debug and self.named(key.role)
+                    )
+
+                image_id = self._attempts(key, attempts, build_id, use, packer, log)
         except Interrupted as err:
             self.results.finish_build(build_id, "interrupted", message=str(err))
             raise
@@ -493,8 +557,83 @@ class Run:
             raise BuildFailed(self._untaggable(key, image_id, str(err)), str(log)) from None
         provider.remember(key.region, image)
         self.record(key, image, fp, manifest, origin="built", build_id=build_id)
+        self.note_made(key, self._with_volumes(key, image))
         self.counts["built"] += 1
         self.say(f"{key.label}: built {image_id}")
+        return image
+
+    # -- what Packer is handed, how it is retried, what a build cost ----------------------------
+
+    def packer_input(self, rendered: Path, workdir: Path) -> tuple[Path, dict[str, str]]:
+        """The rendered template itself for Packer 1.6.6; for 1.7 and newer a folder with it and
+        the `required_plugins` block (never in the fingerprinted file), after `packer init`.
+        Returns what to hand Packer and the plugin versions it will use."""
+        from .packer_bin import uses_plugins
+
+        if not uses_plugins():
+            return rendered, {}
+        return self.plugins.prepare(rendered, workdir / "template")
+
+    def note_build(self, build_id: int, attempt: Capacity, plugins: dict[str, str]) -> None:
+        from .packer_bin import packer_version
+
+        with self._lock:
+            self.build_ids.append(build_id)
+        self.results.set_build(
+            build_id,
+            instance_type=attempt.instance_type,
+            capacity=attempt.kind,
+            packer=packer_version(),
+            plugins=json.dumps(plugins, sort_keys=True) if plugins else None,
+        )
+
+    def _attempts(
+        self,
+        key: ImageKey,
+        attempts: list[Capacity],
+        build_id: int,
+        use: Callable[[Capacity], None],
+        packer: Callable[[Path], str],
+        log: Path,
+    ) -> str:
+        """Run Packer with each capacity in turn while the last one reported no capacity: spot,
+        then on-demand once. The build row keeps the time of them all and the capacity used."""
+        import time
+
+        from .capacity import no_capacity
+
+        started = time.monotonic()
+        try:
+            for n, attempt in enumerate(attempts):
+                if n:
+                    use(attempt)
+                    self.results.set_build(build_id, instance_type=attempt.instance_type, capacity=attempt.kind)
+                try:
+                    return packer(log)
+                except BuildFailed as err:
+                    reason = no_capacity(str(err), log) if attempt.spot and n + 1 < len(attempts) else None
+                    if reason is None:
+                        raise
+                    kept = log.with_name(f"{log.stem}.spot{log.suffix}")
+                    log.replace(kept)
+                    self.say(
+                        f"{key.label}: no spot capacity for {attempt.instance_type} ({reason}); building on demand"
+                        f" on {attempts[n + 1].instance_type} instead (the spot attempt's log: {kept})"
+                    )
+            raise BuildFailed("no capacity to build on")  # not reached: the last attempt raised or returned
+        finally:
+            self.results.set_build(build_id, seconds=round(time.monotonic() - started, 3))
+
+    def _with_volumes(self, key: ImageKey, image: CloudImage) -> CloudImage:
+        """The image as the cloud describes it (its volumes), after the commit point: one call
+        per build, and a failure only leaves its size unknown."""
+        try:
+            described = self.provider.describe_image(key.region, image.image_id)
+        except KilnError:
+            return image
+        if described is None:
+            return image
+        return dataclasses.replace(image, volume_gb=described.volume_gb, snapshot_ids=described.snapshot_ids)
 
     # -- plays and the read audit --------------------------------------------------------------
 

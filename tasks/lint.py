@@ -127,6 +127,7 @@ def lint_tasks(root: Path) -> Iterator[dict[str, Any]]:
             "uptodate": [config_changed(LINT_VERSION)],
         }
     customer_toml = str(catalog.root / "customers" / o.customer / "customer.toml")
+    plugins_toml = catalog.root / "packer" / "plugins.toml"
     distros = lint_distros(catalog, o.distros)
     for role in catalog.roles.values():
         role_files = [
@@ -134,6 +135,8 @@ def lint_tasks(root: Path) -> Iterator[dict[str, Any]]:
             str(catalog.root / "packer" / role.name / "role.toml"),
             customer_toml,
             *([str(catalog.root / role.playbook)] if role.playbook else []),
+            # The plugin versions Packer 1.7 and newer validate with (not part of any fingerprint).
+            *([str(plugins_toml)] if plugins_toml.exists() else []),
         ]
         for distro in distros:
             name = template_check(role.name, distro, o.customer)
@@ -334,7 +337,7 @@ def packer_problem(output: str) -> tuple[str, str | None, int | None, int]:
 
 
 def validate_template(run: Run, role: str, distro: str, target: Path) -> None:
-    from .packer_bin import packer_path, packer_version
+    from .packer_bin import packer_path, packer_version, uses_plugins
     from .render import template_for
 
     packer_version()  # a missing or too old Packer is said before anything is written
@@ -347,8 +350,10 @@ def validate_template(run: Run, role: str, distro: str, target: Path) -> None:
     var_file = _var_file(run, role, target)
     log = target.with_name(f"{role}.validate.log")
     log.unlink(missing_ok=True)
+    # Validated by whatever Packer is installed: from 1.7 with the plugins block beside a copy.
+    handed = run.plugins.prepare(target, target.with_name(f"{role}.packer"))[0] if uses_plugins() else target
     proc = subprocess.run(
-        [packer_path(), "validate", f"-var-file={var_file}", str(target)],
+        [packer_path(), "validate", f"-var-file={var_file}", str(handed)],
         capture_output=True,
         text=True,
         check=False,

@@ -17,6 +17,7 @@ from .packer_bin import packer_path
 from .streamed import run_streamed
 
 _print_lock = threading.Lock()
+KEPT_PACKER_SETTINGS = ("PACKER_PLUGIN_PATH", "PACKER_CONFIG_DIR")
 
 
 def _unescape(text: str) -> str:
@@ -62,7 +63,11 @@ def run_packer(
     manifest = workdir / "manifest.json"
     manifest.unlink(missing_ok=True)
     workdir.mkdir(parents=True, exist_ok=True)
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PACKER_"))}
+    # Packer's own settings from the user's environment are kept where its plugins live
+    # (PACKER_PLUGIN_PATH, PACKER_CONFIG_DIR): `packer init` installed them there.
+    full_env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PACKER_")) or k in KEPT_PACKER_SETTINGS
+    }
     full_env.update(env)
     # Packer's ansible provisioner runs ansible-playbook from PATH: the one installed beside kiln.
     venv_bin = str(Path(sys.executable).parent)

@@ -91,7 +91,15 @@ class KilnReporter:
             if counts:
                 parts = ", ".join(f"{n} {what}" for what, n in sorted(counts.items()))
                 calls = len(CURRENT[0].cloud_calls())
-                self._say(f"{parts} in {time.monotonic() - self.started:.1f}s ({calls} cloud calls)")
+                # Each copy is a build (an instance for 10-30 minutes) that did not run.
+                saved = counts.get("copied", 0)
+                fill = f"; region fill saved {saved} build{'' if saved == 1 else 's'}" if saved else ""
+                self._say(f"{parts} in {time.monotonic() - self.started:.1f}s ({calls} cloud calls){fill}")
+            if CURRENT[0].build_ids:
+                from .costs import build_lines
+
+                for line in build_lines(CURRENT[0].results, CURRENT[0].build_ids):
+                    self._say(line)
         if interrupts.interrupted.is_set():
             self.codes.append(EXIT_INTERRUPTED)
         if self.codes:

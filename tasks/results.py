@@ -50,6 +50,29 @@ CREATE TABLE IF NOT EXISTS confirmations (
 """
 
 
+# Columns added after the first schema, on new and old databases alike: what a build ran on
+# and what it cost, the tools it used, and the size of each image.
+ADDED_COLUMNS = (
+    ("builds", "instance_type", "TEXT"),  # the type, or the spot candidates, it ran on
+    ("builds", "capacity", "TEXT"),  # on-demand | spot | on-demand (no spot capacity)
+    ("builds", "seconds", "REAL"),  # Packer's wall time, every attempt included
+    ("builds", "packer", "TEXT"),  # Packer's version
+    ("builds", "plugins", "TEXT"),  # JSON: plugin source -> version (Packer 1.7 and newer)
+    ("images", "volume_gb", "INTEGER"),  # GiB of its volumes: what its snapshots hold at most
+    ("images", "snapshots", "INTEGER"),
+)
+BUILD_DETAILS = frozenset(c for table, c, _ in ADDED_COLUMNS if table == "builds")
+
+
+def add_columns(con: sqlite3.Connection) -> None:
+    have: dict[str, set[str]] = {}
+    for table, column, kind in ADDED_COLUMNS:
+        if table not in have:
+            have[table] = {r["name"] for r in con.execute(f"PRAGMA table_info({table})")}
+        if column not in have[table]:
+            con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -98,6 +121,7 @@ class Results:
                 build_columns = {r["name"] for r in con.execute("PRAGMA table_info(builds)")}
                 if "missed_inputs" not in build_columns:  # a database from before the read audit
                     con.execute("ALTER TABLE builds ADD COLUMN missed_inputs TEXT")
+                add_columns(con)
                 self._ready = True
             return con
         except sqlite3.Error as err:
@@ -233,6 +257,25 @@ class Results:
                 (provider, region, customer, distro, role, fingerprint, now(), str(log)),
             )
             return int(cur.lastrowid or 0)
+
+    def set_build(self, build_id: int, **values: Any) -> None:
+        """What a build ran on, with which tools, and how long (columns of ADDED_COLUMNS)."""
+        unknown = set(values) - BUILD_DETAILS
+        if unknown:
+            raise ValueError(f"not a build detail: {sorted(unknown)}")
+        names = sorted(values)
+        with self.write() as con:
+            con.execute(
+                f"UPDATE builds SET {', '.join(f'{n}=?' for n in names)} WHERE id=?",
+                (*(values[n] for n in names), build_id),
+            )
+
+    def set_size(self, provider: str, account: str, region: str, image: Any) -> None:
+        with self.write() as con:
+            con.execute(
+                "UPDATE images SET volume_gb=?, snapshots=? WHERE provider=? AND account=? AND region=? AND image_id=?",
+                (image.volume_gb, len(image.snapshot_ids), provider, account, region, image.image_id),
+            )
 
     def set_missed(self, build_id: int, names: list[str]) -> None:
         with self.write() as con:

@@ -36,9 +36,41 @@ def _run(checks: list[Check], name: str, where: str, fn: Callable[[], str], bloc
 
 
 def _packer() -> str:
-    from ..packer_bin import packer_path, packer_version
+    from ..packer_bin import packer_path, packer_version, uses_plugins
 
-    return f"{packer_path()} version {packer_version()}"
+    if not uses_plugins():
+        return f"{packer_path()} version {packer_version()} (amazon, azure and ansible built in: no plugins needed)"
+    return f"{packer_path()} version {packer_version()} (plugins from packer/plugins.toml, installed by packer init)"
+
+
+def plugins(run: Run) -> str:
+    """Which of the catalog's plugins this Packer has, and whether the ones this provider's
+    templates use are among them."""
+    from ..packer_bin import packer_path, packer_version
+    from ..packer_plugins import CATALOG, in_use, installed, needed
+    from ..render import render_text
+
+    catalog = run.catalog
+    wanted: set[str] = set()
+    for role in catalog.roles.values():
+        for distro in run.options.distros:
+            text = render_text(catalog, role, catalog.distros[distro], run.customer, run.render_as, role.playbook)
+            wanted |= {p.name for p in needed(run.plugins.catalog, text)}
+    versions = in_use(run.plugins.catalog, installed(packer_path()))
+    parts, missing = [], []
+    for p in run.plugins.catalog:
+        state = versions[p.source]
+        if state == "missing" and p.name in wanted:
+            missing.append(p)
+        use = "" if p.name in wanted else f", not used by provider={run.options.provider}"
+        parts.append(f"{p.name} {'version unknown' if state == '?' else state}{use}")
+    if missing:
+        commands = "; ".join(p.install_command() for p in missing)
+        raise KilnError(
+            f"{CATALOG}: {', '.join(p.name for p in missing)} missing for Packer {packer_version()}"
+            f" (provider={run.options.provider}); a build runs packer init, or install: {commands}"
+        )
+    return ", ".join(parts) if parts else f"{CATALOG} lists none"
 
 
 def network(run: Run, region: str) -> str:
@@ -83,7 +115,11 @@ def validate_command(run: Run) -> str:
     provider = run.provider
     conf = run.customer.conf
     checks: list[Check] = []
-    _run(checks, "packer", "PATH", _packer)
+    if _run(checks, "packer", "PATH", _packer):
+        from ..packer_bin import uses_plugins
+
+        if uses_plugins():
+            _run(checks, "plugins", "packer", partial(plugins, run))
 
     def identity() -> str:
         sts = provider.client("sts", "us-east-1")

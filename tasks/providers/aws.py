@@ -173,6 +173,8 @@ class AwsProvider:
                 for m in raw.get("BlockDeviceMappings", [])
                 if "Ebs" in m and "SnapshotId" in m["Ebs"]
             ),
+            volume_gb=sum(int(m["Ebs"].get("VolumeSize", 0)) for m in raw.get("BlockDeviceMappings", []) if "Ebs" in m)
+            or None,
         )
 
     def our_images(self, region: str) -> list[CloudImage]:

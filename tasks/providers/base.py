@@ -15,6 +15,8 @@ class CloudImage:
     created: str
     tags: dict[str, str] = field(default_factory=dict)
     snapshot_ids: tuple[str, ...] = ()
+    # GiB of its volumes (what its snapshots hold at most; EBS snapshots are incremental).
+    volume_gb: int | None = None
 
     @property
     def fingerprint(self) -> str | None:
