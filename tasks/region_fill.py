@@ -74,7 +74,7 @@ def once(run: Run, key: ImageKey, fp: str, gates: dict[str, Gate], lock: threadi
     if not owner:
         if not gate.done.is_set():
             where = f" in {gate.region}" if gate.region else ""
-            run.say(f"{key.label}: waiting for this run's one build of the same image{where}, then copying it")
+            run.say(f"{key.label}: waiting for this run's one build of this fingerprint{where}")
         while not gate.done.wait(0.2):
             if interrupts.interrupted.is_set():
                 raise Interrupted(
