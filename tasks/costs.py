@@ -25,10 +25,13 @@ def duration(seconds: float) -> str:
 
 
 def on(row: Any) -> str:
-    """What a build ran on, as the cost line says it: 't3.small', 'spot: t3.small, t3a.small'."""
+    """What a build ran on, as the cost line says it: 't3.small', 'spot t3.small, t3a.small',
+    't3.small (on demand: no spot capacity)'."""
     kind = row["capacity"] or "on-demand"
-    kind = "spot: " if kind == "spot" else ("on demand after no spot capacity: " if "spot" in kind else "")
-    return f"{kind}{row['instance_type'] or '?'}"
+    types = row["instance_type"] or "?"
+    if kind == "spot":
+        return f"spot {types}"
+    return f"{types} (on demand: no spot capacity)" if "spot" in kind else types
 
 
 def build_lines(results: Results, build_ids: list[int]) -> list[str]:
@@ -51,7 +54,8 @@ def build_lines(results: Results, build_ids: list[int]) -> list[str]:
         per_type[on(row)] += seconds
     total = sum(per_type.values())
     by_type = ", ".join(f"{duration(s)} on {t}" for t, s in sorted(per_type.items()))
-    lines.append(f"instance time: {len(rows)} builds, {total / 3600:.3f} instance-hours ({by_type}); copies use none")
+    builds = f"{len(rows)} build{'' if len(rows) == 1 else 's'}"
+    lines.append(f"instance time: {builds}, {total / 3600:.3f} instance-hours ({by_type}); copies use none")
     return lines
 
 

@@ -3,6 +3,9 @@
 On AWS an image made from an EBS-backed instance (CreateImage) or copied from one (CopyImage)
 is EBS-backed; moto marks it 'standard', and Packer's amazon-ebs refuses such a source image.
 Packer sets an image's description with ModifyImageAttribute, which moto 5 ignores.
+moto has endless capacity; KILN_SANDBOX_NO_SPOT (set when the server starts) plays a shortage
+as EC2 reports it: `1` for spot (an instant EC2 Fleet with an InsufficientInstanceCapacity
+error and no instance), `all` for on-demand too (RunInstances refused).
 Run as `python -m tasks.sandbox_server -H 127.0.0.1 -p PORT`.
 """
 
@@ -45,11 +48,49 @@ def _image_descriptions() -> None:
     AmisResponse.modify_image_attribute = modify  # type: ignore[method-assign]
 
 
+def _capacity_shortage(which: str) -> None:
+    from moto.core.responses import ActionResult
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.responses.fleets import Fleets
+    from moto.ec2.responses.instances import InstanceResponse
+
+    fleet = Fleets.create_fleet
+
+    def create_fleet(self: Any) -> Any:
+        spec = self._get_param("TargetCapacitySpecification", {})
+        if spec.get("DefaultTargetCapacityType") != "spot":
+            return fleet(self)
+        error = {
+            "Lifecycle": "spot",
+            "ErrorCode": "InsufficientInstanceCapacity",
+            "ErrorMessage": "There is no Spot capacity available that matches your request.",
+        }
+        return ActionResult({"FleetId": "fleet-00000000-0000-0000-0000-000000000000", "Errors": [error], "Instances": []})
+
+    Fleets.create_fleet = create_fleet  # type: ignore[method-assign]
+    if which != "all":
+        return
+
+    def run_instances(self: Any) -> Any:
+        kind = self._get_param("InstanceType", "m1.small")
+        raise EC2ClientError(
+            "InsufficientInstanceCapacity",
+            f"We currently do not have sufficient {kind} capacity in the Availability Zone you requested.",
+        )
+
+    InstanceResponse.run_instances = run_instances  # type: ignore[method-assign]
+
+
 def main() -> None:
+    import os
+
     from moto import server
 
     _ebs_backed_images()
     _image_descriptions()
+    shortage = os.environ.get("KILN_SANDBOX_NO_SPOT", "")
+    if shortage in ("1", "all"):
+        _capacity_shortage(shortage)
     server.main()
 
 
