@@ -65,7 +65,9 @@ def _capacity_shortage(which: str) -> None:
             "ErrorCode": "InsufficientInstanceCapacity",
             "ErrorMessage": "There is no Spot capacity available that matches your request.",
         }
-        return ActionResult({"FleetId": "fleet-00000000-0000-0000-0000-000000000000", "Errors": [error], "Instances": []})
+        return ActionResult(
+            {"FleetId": "fleet-00000000-0000-0000-0000-000000000000", "Errors": [error], "Instances": []}
+        )
 
     Fleets.create_fleet = create_fleet  # type: ignore[method-assign]
     if which != "all":
