@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildFailed, KilnError
 
@@ -74,41 +74,89 @@ def plugins(run: Run) -> str:
 
 
 def network(run: Run, region: str) -> str:
+    """The package file's network in the region: the VPC, the subnet and the security groups
+    exist and belong together, and what its ssh_interface needs is there."""
     provider = run.provider
     ec2 = provider.client("ec2", region)
     package = run.customer.package(region) if run.options.provider == "aws" else {}
     shown = f"customers/{run.options.customer}/package/{region}.toml"
-    if package.get("vpc_id"):
-        vpc = package["vpc_id"]
-        found = provider.call(
-            f"ec2 DescribeVpcs in {region}", lambda: ec2.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc]}])
+
+    def describe(what: str, **kwargs: Any) -> list[dict[str, Any]]:
+        op = {
+            "Vpcs": ec2.describe_vpcs,
+            "Subnets": ec2.describe_subnets,
+            "SecurityGroups": ec2.describe_security_groups,
+        }[what]
+        found: list[dict[str, Any]] = provider.call(f"ec2 Describe{what} in {region}", lambda: op(**kwargs)).get(
+            what, []
         )
-        if not found.get("Vpcs"):
+        return found
+
+    vpc, subnet = package.get("vpc_id"), package.get("subnet_id")
+    details: list[str] = []
+    if vpc:
+        if not describe("Vpcs", Filters=[{"Name": "vpc-id", "Values": [vpc]}]):
             raise KilnError(f"{shown}: vpc_id {vpc} does not exist in {region}; fix it or run doit init-region")
-        detail = f"vpc {vpc}"
-        if package.get("subnet_id"):
-            subnet = package["subnet_id"]
-            subnets = provider.call(
-                f"ec2 DescribeSubnets in {region}",
-                lambda: ec2.describe_subnets(Filters=[{"Name": "subnet-id", "Values": [subnet]}]),
-            ).get("Subnets", [])
-            if not subnets or subnets[0]["VpcId"] != vpc:
-                raise KilnError(
-                    f"{shown}: subnet_id {subnet} does not exist in vpc {vpc}; fix it or run doit init-region"
-                )
-            detail += f", subnet {subnet}"
-        return detail
-    vpcs = provider.call(
-        f"ec2 DescribeVpcs in {region}",
-        lambda: ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}]),
-    ).get("Vpcs", [])
-    if not vpcs:
-        raise KilnError(
-            f"{shown}: missing, and {region} has no default VPC; run doit init-region region={region} vpc=..."
+        details.append(f"vpc {vpc}")
+    public: bool | None = None
+    if subnet:
+        subnets = describe("Subnets", Filters=[{"Name": "subnet-id", "Values": [subnet]}])
+        if not subnets:
+            raise KilnError(f"{shown}: subnet_id {subnet} does not exist in {region}; fix it or run doit init-region")
+        own = str(subnets[0]["VpcId"])
+        if vpc and own != vpc:
+            raise KilnError(
+                f"{shown}: subnet_id {subnet} belongs to {own}, not to vpc_id {vpc}; use a subnet of {vpc}"
+                f' (or vpc_id = "{own}")'
+            )
+        vpc, public = own, bool(subnets[0].get("MapPublicIpOnLaunch"))
+        details.append(f"subnet {subnet}{'' if public else ' (private)'}")
+    if not vpc:
+        default = describe("Vpcs", Filters=[{"Name": "isDefault", "Values": ["true"]}])
+        if not default:
+            raise KilnError(
+                f"{shown}: missing, and {region} has no default VPC; run doit init-region region={region} vpc=..."
+            )
+        vpc = str(default[0]["VpcId"])
+        details.append(
+            f"default vpc {vpc}" + (" (the sandbox ignores package files)" if run.options.provider == "sandbox" else "")
         )
-    return f"default vpc {vpcs[0]['VpcId']}" + (
-        " (the sandbox ignores package files)" if run.options.provider == "sandbox" else ""
-    )
+    groups = list(package.get("security_group_ids", []))
+    if groups:
+        found = {
+            str(g["GroupId"]): str(g.get("VpcId", ""))
+            for g in describe("SecurityGroups", Filters=[{"Name": "group-id", "Values": groups}])
+        }
+        for group in groups:
+            if group not in found:
+                raise KilnError(f"{shown}: security_group_ids: {group} does not exist in {region}")
+            if found[group] != vpc:
+                of = f"subnet_id {subnet}" if subnet else ("vpc_id" if package.get("vpc_id") else "the default VPC")
+                raise KilnError(
+                    f"{shown}: security_group_ids: {group} belongs to {found[group]}, not to {vpc} ({of});"
+                    f" an instance takes only groups of its own VPC: use a group of {vpc}"
+                )
+        details.append(f"security groups {', '.join(groups)}")
+    iface = package.get("ssh_interface")
+    associate = package.get("associate_public_ip_address")
+    if iface == "public_ip" and (associate is False or (associate is None and public is False)):
+        raise KilnError(
+            f'{shown}: ssh_interface = "public_ip" but the instance gets no public address'
+            f" ({'associate_public_ip_address = false' if associate is False else f'subnet {subnet} is private'});"
+            " use private_ip (through a VPN) or session_manager, or associate_public_ip_address = true"
+        )
+    if iface == "session_manager":
+        import shutil
+
+        if shutil.which("session-manager-plugin") is None:
+            raise KilnError(
+                f'{shown}: ssh_interface = "session_manager" needs AWS\'s session-manager-plugin on PATH where kiln'
+                " runs (Packer forwards SSH through an SSM session with it); install it, or use private_ip"
+            )
+        details.append(f"ssh through Session Manager (instance profile {run.customer.conf['instance_profile']})")
+    elif iface:
+        details.append(f"ssh over {iface}")
+    return ", ".join(details)
 
 
 def validate_command(run: Run) -> str:
@@ -196,6 +244,7 @@ def validate_command(run: Run) -> str:
 
         sys.stdout.write(out)
         raise BuildFailed(
-            f"validate: {len(failed)} of {len(checks)} checks failed; first: {failed[0].name} ({failed[0].where})"
+            f"validate: {len(failed)} of {len(checks)} checks failed; first: {failed[0].name} ({failed[0].where}):"
+            f" {failed[0].detail}"
         )
     return out
