@@ -167,6 +167,9 @@ class Run:
         """An image this run built or copied: its volumes are recorded for `doit images`."""
         with self._lock:
             self._made.add(image.image_id)
+        self.note_size(key, image)
+
+    def note_size(self, key: ImageKey, image: CloudImage) -> None:
         if image.volume_gb is not None:
             self.results.set_size(self.options.provider, self.provider.account(), key.region, image)
 
@@ -306,6 +309,7 @@ class Run:
             return True  # made by this run's task of another region (region fill): counted there
         if image.image_id not in known:
             self.record(key, image, fp, manifest, origin="adopted")
+            self.note_size(key, image)
             self.counts["adopted"] += 1
             self.say(f"{key.label}: adopted {image.image_id} (same fingerprint, built elsewhere)")
         else:
@@ -452,6 +456,7 @@ class Run:
         }
         if image.image_id not in known:
             self.record(key, image, fp, self.fingerprint(key)[1], origin="adopted")
+            self.note_size(key, image)
         self.counts["built by another run"] += 1
         self.say(f"{key.label}: {image.image_id} was built meanwhile by {who}")
         return image

@@ -25,9 +25,13 @@ def test_images_in_every_format(kiln: Kiln) -> None:
         "origin",
         "age",
         "status",
+        "size",
+        "build",
     ]
     assert [line.split()[0] for line in table[1:]] == CHAIN
-    assert all(line.endswith("up to date") for line in table[1:])
+    assert all("up to date" in line for line in table[1:])
+    # What each image keeps and the instance time that made it (moto's volumes are 15 GiB).
+    assert all(" 15 GB/1 snap " in line and line.endswith(" t3.small") for line in table[1:]), table
 
     doc = json.loads(kiln.doit("images", *SANDBOX, "format=json").stdout)
     assert [i["role"] for i in doc["images"]] == CHAIN

@@ -28,6 +28,9 @@ class Entry:
     status: str  # up to date | stale | revoked | parent revoked | missing
     fingerprint: str
     row: sqlite3.Row | None
+    # What it keeps (GiB of volumes and snapshots) and the instance time of the build that made it.
+    size: str = "-"
+    build: str = "-"
 
     def as_dict(self) -> dict[str, str]:
         return {
@@ -41,6 +44,8 @@ class Entry:
             "created_at": self.created_at,
             "age": age(self.created_at),
             "status": self.status,
+            "size": self.size,
+            "build": self.build,
         }
 
 
@@ -143,7 +148,14 @@ def inventory(run: Run, roles: list[str], distros: list[str], regions: list[str]
                         row=row,
                     )
                 )
-    return out
+    from dataclasses import replace
+
+    from ..costs import image_costs
+
+    costs = image_costs(run.results, [e.image_id for e in out if e.image_id != "-"])
+    return [
+        replace(e, size=costs[e.image_id][0], build=costs[e.image_id][1]) if e.image_id in costs else e for e in out
+    ]
 
 
 def render(entries: list[Entry], fmt: str) -> str:
@@ -159,7 +171,19 @@ def render(entries: list[Entry], fmt: str) -> str:
         if len(places) == 1:
             return "".join(f"{r['role']}={r['image_id']}\n" for r in rows)
         return "".join(f"{r['distro']}.{r['region']}.{r['role']}={r['image_id']}\n" for r in rows)
-    columns = ("role", "distro", "region", "customer", "provider", "image_id", "origin", "age", "status")
+    columns = (
+        "role",
+        "distro",
+        "region",
+        "customer",
+        "provider",
+        "image_id",
+        "origin",
+        "age",
+        "status",
+        "size",
+        "build",
+    )
     table = [columns] + [tuple(e.as_dict()[c] for c in columns) for e in entries]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     return "".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in table)
@@ -173,7 +197,32 @@ def images_command(run: Run, fmt: str) -> str:
         raise KilnError(f"variable format: {fmt!r} is not valid; valid: {', '.join(FORMATS)}")
     run.offline = True
     entries = inventory(run, *scope(run))
+    _say_totals(run, entries)
     return render(entries, fmt)
+
+
+def _say_totals(run: Run, entries: list[Entry]) -> None:
+    """What the images shown keep and what building them took, on stderr (stdout is the document)."""
+    import sys
+
+    ids = [e.image_id for e in entries if e.row is not None]
+    if not ids:
+        return
+    marks = ",".join("?" * len(ids))
+    sizes = run.results.read(
+        f"SELECT sum(volume_gb) AS gb, sum(snapshots) AS snaps, count(volume_gb) AS known FROM images"
+        f" WHERE image_id IN ({marks})",
+        tuple(ids),
+    )[0]
+    seconds = run.results.read(
+        f"SELECT sum(seconds) AS s FROM builds WHERE status='ok' AND image_id IN ({marks})", tuple(ids)
+    )[0]["s"]
+    unknown = len(ids) - int(sizes["known"] or 0)
+    text = f"{len(ids)} images keep {int(sizes['gb'] or 0)} GB of volumes in {int(sizes['snaps'] or 0)} snapshots"
+    text += f" ({unknown} of unknown size)" if unknown else ""
+    if seconds:
+        text += f"; the builds that made them took {float(seconds) / 3600:.3f} instance-hours (copies took none)"
+    sys.stderr.write(f"kiln: images: {text}; EBS snapshots are incremental, so they hold at most this\n")
 
 
 def mainline(run: Run, distro: str, region: str) -> dict[str, str]:
