@@ -153,6 +153,9 @@ def read_options(catalog: Catalog) -> Options:
                 raise KilnError(
                     f"variable region ({prov['region']}): unknown AWS region '{r}'; valid: {valid_list(known)}"
                 )
+        home = customer.conf.get("home_region")
+        if home is not None and known and home not in known:
+            raise KilnError(f"{cfile}: key 'home_region': unknown AWS region '{home}'; valid: {valid_list(known)}")
     elif provider == "local":
         regions = ("local",)
         from .rootfs import local_suite

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import Kiln
+from test_errors import one_line_error
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
 CHAIN = ("base-vmi", "server-base", "core", "pipeline")
@@ -95,3 +96,11 @@ def test_a_failed_build_is_not_copied_and_says_where_it_failed(kiln: Kiln, tmp_p
         for line in lines
     ), err
     assert not kiln.rows("SELECT * FROM images WHERE role='core'")
+
+
+def test_an_unknown_home_region_is_one_line(kiln: Kiln) -> None:
+    conf = kiln.root / "customers/paxata/customer.toml"
+    conf.write_text('home_region = "us-middle-1"\n' + conf.read_text())
+    proc = kiln.doit("core", "provider=sandbox", "region=us-east-1,eu-west-1", code=3)
+    line = one_line_error(proc.stderr, "home_region")
+    assert "customers/paxata/customer.toml: key 'home_region': unknown AWS region 'us-middle-1'; valid:" in line
