@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import KilnError
-
 if TYPE_CHECKING:
     from .engine import ImageKey, Run
 
@@ -25,17 +23,6 @@ class Capacity:
     instance_type: str  # as the build row and the cost line name it
     kind: str  # on-demand | spot | on-demand (no spot capacity)
     spot: bool
-
-
-def check_instance_types(value: object, shown: str) -> None:
-    """A type or a non-empty list of types (the schema checked it is a string or a list)."""
-    if isinstance(value, list):
-        if not value or not all(isinstance(v, str) and v for v in value):
-            raise KilnError(
-                f'{shown}: key \'instance_type\' must be a type or a list of types, e.g. ["t3.small", "t3a.small"]'
-            )
-    elif isinstance(value, str) and not value:
-        raise KilnError(f"{shown}: key 'instance_type' is empty; name a type, e.g. \"t3.small\"")
 
 
 def instance_types(run: Run, role: str) -> list[str]:

@@ -188,6 +188,17 @@ class Customer:
         return conf
 
 
+def check_instance_types(value: object, shown: str) -> None:
+    """A type or a non-empty list of types (the schema checked it is a string or a list)."""
+    if isinstance(value, list):
+        if not value or not all(isinstance(v, str) and v for v in value):
+            raise KilnError(
+                f'{shown}: key \'instance_type\' must be a type or a list of types, e.g. ["t3.small", "t3a.small"]'
+            )
+    elif isinstance(value, str) and not value:
+        raise KilnError(f"{shown}: key 'instance_type' is empty; name a type, e.g. \"t3.small\"")
+
+
 def check_package(values: dict[str, Any], shown: str, customer: Customer) -> None:
     """What Packer would refuse or misread, said as the file and key."""
     import ipaddress
@@ -234,8 +245,6 @@ class Catalog:
             raise KilnError(f"variable customer: unknown customer '{name}'; valid: {valid_list(self.customer_names)}")
         path = self.root / "customers" / name / "customer.toml"
         conf = load(path, CUSTOMER_SCHEMA, f"customers/{name}/customer.toml")
-        from .capacity import check_instance_types
-
         check_instance_types(conf["instance_type"], f"customers/{name}/customer.toml")
         return Customer(name, conf, self.root)
 
@@ -297,8 +306,6 @@ def load_catalog(root: Path) -> Catalog:
             parent = roles[parent].parent
         role.refresh_days  # noqa: B018 - validates the value early
         if role.conf.get("instance_type") is not None:
-            from .capacity import check_instance_types
-
             check_instance_types(role.conf["instance_type"], f"packer/{role.name}/role.toml")
     distros: dict[str, Distro] = {}
     for name in _dirs(root / "distros"):
