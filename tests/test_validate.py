@@ -38,7 +38,7 @@ def test_validate_fails_cleanly_without_credentials(kiln: Kiln) -> None:
     assert checks[("credentials", "aws")] == "FAIL"
     assert checks[("instance profile", "account")] == "skipped"
     assert "AWS credentials: none found" in proc.stdout
-    assert "validate: 1 of 6 checks failed; first: credentials" in proc.stderr
+    assert "kiln: validate: 1 of 6 checks failed; first: credentials" in proc.stderr
 
 
 def test_validate_names_a_missing_instance_profile(kiln: Kiln) -> None:

@@ -244,7 +244,7 @@ def validate_command(run: Run) -> str:
 
         sys.stdout.write(out)
         raise BuildFailed(
-            f"validate: {len(failed)} of {len(checks)} checks failed; first: {failed[0].name} ({failed[0].where}):"
+            f"{len(failed)} of {len(checks)} checks failed; first: {failed[0].name} ({failed[0].where}):"
             f" {failed[0].detail}"
         )
     return out
