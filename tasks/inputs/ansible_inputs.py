@@ -408,7 +408,7 @@ class Scanner:
                 self._whole(
                     FILE_LOOKUPS[plugin],
                     ctx,
-                    f"{where}: lookup('{plugin}', {m.group(4).strip()}) is not a literal path",
+                    f"lookup('{plugin}', {m.group(4).strip()}) in {where}",
                 )
         for m in _FQCN.finditer(text):
             name = f"{m.group(1)}.{m.group(2)}"
