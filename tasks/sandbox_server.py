@@ -21,7 +21,7 @@ the least that makes the call accepted and its effect visible afterwards (the RE
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 
@@ -111,7 +111,8 @@ def _deprecation() -> None:
 
     def enable_image_deprecation(self: Any) -> ActionResult:
         image = self.ec2_backend.describe_images(ami_ids=[self._get_param("ImageId")])[0]
-        at = _parse(str(self._get_param("DeprecateAt")))
+        # AWS rounds the time to the nearest minute.
+        at = _parse(str(self._get_param("DeprecateAt"))) + timedelta(seconds=30)
         self.error_on_dryrun()
         image.deprecation_time = at.strftime("%Y-%m-%dT%H:%M:00.000Z")
         return ActionResult({"Return": True})

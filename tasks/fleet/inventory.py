@@ -127,6 +127,7 @@ def scope(run: Run) -> tuple[list[str], list[str], list[str]]:
 def inventory(run: Run, roles: list[str], distros: list[str], regions: list[str]) -> list[Entry]:
     o = run.options
     out: list[Entry] = []
+    shares = shared_with(run, o.provider)
     for distro in distros:
         for region in regions:
             for role in roles:
@@ -144,9 +145,7 @@ def inventory(run: Run, roles: list[str], distros: list[str], regions: list[str]
                         status=status,
                         fingerprint=wanted,
                         row=row,
-                        shared_with=tuple(
-                            shared_with(run, o.provider, row["account"], region, row["image_id"]) if row else ()
-                        ),
+                        shared_with=tuple(shares.get((row["account"], region, row["image_id"]), ()) if row else ()),
                     )
                 )
     return out

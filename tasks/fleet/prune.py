@@ -199,6 +199,7 @@ def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> 
     done = dict.fromkeys(ACTIONS, 0)
     used = freed = 0
     now = datetime.now(UTC)
+    retire = o.provider in ("aws", "sandbox")  # launch permissions, deprecation: AWS's
     # Deprecation from the next whole minute: AWS takes no time in the past, and rounds to minutes.
     deprecate_at = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
     for region in regions:
@@ -230,7 +231,7 @@ def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> 
                 if apply:
                     run.provider.deregister(region, image.image_id)
                     run.results.set_state(o.provider, account, region, image.image_id, "pruned")
-                    if not local:
+                    if retire:
                         forget(run, region, image.image_id)
                     lines.append(f"{head}  {gone} ({what}){why}")
                 else:
