@@ -261,6 +261,11 @@ class Run:
             return False
         provider, account = self.options.provider, self.provider.account()
         cloud = self.cloud_images(key.region).get(fp, [])
+        from .distribution import distribution, placed
+
+        # Encrypted with another KMS key than the region's: not this region's image (re-copied).
+        dist = distribution(self.customer.conf, provider)
+        cloud = [i for i in cloud if placed(dist, key.region, i.tags)]
         known = {r["image_id"] for r in self.results.images_for(provider, account, key.region, fp)}
         existing = {i.image_id for i in self.provider.our_images(key.region)}
         # An image the database knows but the cloud lost (deregistered behind kiln's back).
@@ -371,6 +376,7 @@ class Run:
         # Regions the database knows first, then this run's other regions (looked up already).
         regions = self.results.copy_regions(o.provider, account, fp, key.region)
         regions += [r for r in o.regions if r != key.region and r not in regions]
+        regions.insert(0, key.region)  # here but encrypted with another key: re-copied in place
         source = next((found[0] for r in regions if (found := self.cloud_images(r).get(fp))), None)
         if source is None:
             return False
@@ -431,6 +437,9 @@ class Run:
         if o.provider == "aws":
             variables.update(self.customer.package(key.region))
         variables.update(provider.packer_vars(key.region))
+        from .distribution import distribution, encryption_vars
+
+        variables.update(encryption_vars(distribution(self.customer.conf, o.provider), key.region))
         var_file = workdir / "kiln.pkrvars.hcl"
 
         def write_vars() -> None:
@@ -573,6 +582,9 @@ class Run:
         }
         if override and playbook:
             tags["playbook-override"] = playbook
+        from .distribution import distribution, encryption_tags
+
+        tags.update(encryption_tags(distribution(self.customer.conf, self.options.provider), key.region))
         return tags
 
     def _untaggable(self, key: ImageKey, image_id: str, why: str) -> str:

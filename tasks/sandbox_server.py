@@ -48,6 +48,9 @@ def _image_descriptions() -> None:
 def main() -> None:
     from moto import server
 
+    from .sandbox_additions import add_to_moto
+
+    add_to_moto()  # encrypted copies, image deprecation, backdating (tasks/sandbox_additions.py)
     _ebs_backed_images()
     _image_descriptions()
     server.main()

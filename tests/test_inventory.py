@@ -24,6 +24,7 @@ def test_images_in_every_format(kiln: Kiln) -> None:
         "image_id",
         "origin",
         "age",
+        "shared",
         "status",
     ]
     assert [line.split()[0] for line in table[1:]] == CHAIN
