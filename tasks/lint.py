@@ -188,7 +188,14 @@ def _validate_action(run: Run, lint: LintRun, name: str, role: str, distro: str,
 
 def _syntax_action(run: Run, lint: LintRun, name: str, playbook: str) -> object:
     def go() -> None:
-        syntax_check(run.catalog, run.state, playbook, run.ansible.layout(playbook).env())
+        try:
+            syntax_check(run.catalog, run.state, playbook, run.ansible.layout(playbook).env())
+        except KilnError as found:
+            if "not found" not in str(found):
+                raise
+            # Ansible names one folder; kiln's own search names every place it looked.
+            run.ansible.play(playbook)
+            raise
         lint.done()
 
     return guard.action(run.failures, name, go)
