@@ -9,6 +9,14 @@ from typing import Any
 from .errors import KilnError, valid_list
 from .schema import Field, Loaded, load, read_toml
 
+# [lifecycle] (customer.toml, overridden key by key in role.toml): what `doit prune` does with
+# old images. Placement of images in time, never content. Checked by tasks/lifecycle.py.
+_LIFECYCLE = {
+    "keep": Field(int),
+    "deprecate_after": Field(str),
+    "disable_after": Field(str),
+    "deregister_after": Field(str),
+}
 ROLE_SCHEMA = {
     "description": Field(str, required=True),
     "parent": Field(str),
@@ -23,6 +31,7 @@ ROLE_SCHEMA = {
     # the customer's instance_type and spot.
     "instance_type": Field((str, list)),
     "spot": Field(bool),
+    "lifecycle": Field(dict, table=_LIFECYCLE),
 }
 
 _AWS_DISTRO = {
@@ -55,6 +64,13 @@ _AZURE_CUSTOMER = {
     "locations": Field(list, required=True),
     "vm_size": Field(str, default="Standard_B2s"),
 }
+_DISTRIBUTION = {
+    "accounts": Field(list, default=[]),
+    "organizations": Field(list, default=[]),
+    "ous": Field(list, default=[]),
+    "encrypt": Field(bool, default=False),
+    "kms_keys": Field(dict, free_table=True, default={}),
+}
 _EXPORT = {"properties": Field(str), "toml": Field(str), "json": Field(str)}
 _EXPORTS = {p: Field(dict, table=_EXPORT) for p in ("aws", "sandbox", "local", "azure")}
 CUSTOMER_SCHEMA = {
@@ -80,6 +96,9 @@ CUSTOMER_SCHEMA = {
     "lease_table": Field(str, default="kiln-build-leases"),
     "lease_seconds": Field(int, default=600),
     "azure": Field(dict, table=_AZURE_CUSTOMER),
+    # Who may launch the images and how copies are encrypted (tasks/distribution.py): placement.
+    "distribution": Field(dict, table=_DISTRIBUTION),
+    "lifecycle": Field(dict, table=_LIFECYCLE),
 }
 PACKAGE_SCHEMA = {
     "vpc_id": Field(str),
@@ -246,6 +265,15 @@ class Catalog:
         path = self.root / "customers" / name / "customer.toml"
         conf = load(path, CUSTOMER_SCHEMA, f"customers/{name}/customer.toml")
         check_instance_types(conf["instance_type"], f"customers/{name}/customer.toml")
+        # Imported only for a customer that has the table: `doit list` pays for no dataclass.
+        if conf.get("distribution"):
+            from .distribution import check_distribution
+
+            check_distribution(conf["distribution"], conf.path)
+        if conf.get("lifecycle"):
+            from .lifecycle import check_lifecycle
+
+            check_lifecycle(conf["lifecycle"], conf.path)
         return Customer(name, conf, self.root)
 
     def chain(self, role: str) -> list[Role]:
@@ -307,6 +335,10 @@ def load_catalog(root: Path) -> Catalog:
         role.refresh_days  # noqa: B018 - validates the value early
         if role.conf.get("instance_type") is not None:
             check_instance_types(role.conf["instance_type"], f"packer/{role.name}/role.toml")
+        if role.conf.get("lifecycle"):
+            from .lifecycle import check_lifecycle
+
+            check_lifecycle(role.conf["lifecycle"], role.conf.path)
     distros: dict[str, Distro] = {}
     for name in _dirs(root / "distros"):
         shown = f"distros/{name}/distro.toml"

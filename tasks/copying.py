@@ -8,8 +8,11 @@ nothing untagged is left to cost money.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from .distribution import KMS_TAG, distribution
 from .errors import KilnError
 from .providers.base import CloudImage
 
@@ -19,11 +22,19 @@ if TYPE_CHECKING:
 
 def copy_image(run: Run, key: ImageKey, source: CloudImage, fp: str) -> CloudImage:
     provider = run.provider
-    run.say(f"{key.label}: copying {source.image_id} from {source.region} (same fingerprint)")
-    image_id = provider.copy_image(source, key.region)
+    dist = distribution(run.customer.conf, run.options.provider)
+    # Encrypted copies take the target region's key; a copy into the source's own region is
+    # how an image encrypted with another key is re-encrypted (no rebuild).
+    kms = dist.kms_key(key.region) if dist.encrypt else None
+    how = f", encrypted with {dist.key_label(key.region)}" if dist.encrypt else ""
+    run.say(f"{key.label}: copying {source.image_id} from {source.region} (same fingerprint{how})")
+    image_id = provider.copy_image(source, key.region, kms, _name(run, key, source, fp))
     try:
         copied = provider.wait_available(key.region, image_id)
         tags = {**source.tags, "copied-from": f"{source.region}/{source.image_id}", "fingerprint": fp}
+        tags.pop(KMS_TAG, None)  # the source's key is not the copy's
+        if dist.encrypt:
+            tags[KMS_TAG] = dist.key_label(key.region)
         role = run.catalog.roles[key.role]
         if role.parent is None:
             # The vendor's release has its own id in every region.
@@ -47,6 +58,16 @@ def copy_image(run: Run, key: ImageKey, source: CloudImage, fp: str) -> CloudIma
             raise KilnError(f"{err}; {left}") from None
         run.say(f"{key.label}: {left}")
         raise
-    image = CloudImage(image_id, copied.name, key.region, copied.created, tags, copied.snapshot_ids, copied.volume_gb)
+    image: CloudImage = replace(copied, tags=tags)
     provider.remember(key.region, image)
     return image
+
+
+def _name(run: Run, key: ImageKey, source: CloudImage, fp: str) -> str:
+    """The source's name, unless the region holds it already (a re-copy with another key):
+    names are unique per account and region."""
+    here = run.provider.our_images(key.region)
+    if not any(i.name == source.name or i.fingerprint == fp for i in here):
+        return source.name
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:-3]
+    return f"{source.name[:100]}-copy-{stamp}"

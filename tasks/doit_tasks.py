@@ -116,11 +116,24 @@ def _render(run: Run, name: str, role: str, distro: str, target: Path) -> object
 
 
 def _is_current(task: Any, values: Any, run: Run, key: ImageKey) -> bool:
-    return guard.uptodate(run.failures, key.task, lambda: run.is_current(key))
+    return guard.uptodate(run.failures, key.task, lambda: run.is_current(key) and _shared(run, key))
 
 
 def _build(run: Run, key: ImageKey) -> object:
-    return guard.action(run.failures, key.task, lambda: run.build(key))
+    def go() -> None:
+        run.build(key)
+        _shared(run, key)
+
+    return guard.action(run.failures, key.task, go)
+
+
+def _shared(run: Run, key: ImageKey) -> bool:
+    """The image is there: it gets the customer's launch permissions (no call when the
+    results database says it has them already)."""
+    from .sharing import share_current
+
+    share_current(run, key)
+    return True
 
 
 # -- sandbox commands --------------------------------------------------------------------------

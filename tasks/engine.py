@@ -298,6 +298,11 @@ class Run:
             return False
         provider, account = self.options.provider, self.provider.account()
         cloud = self.cloud_images(key.region).get(fp, [])
+        from .distribution import distribution, placed
+
+        # Encrypted with another KMS key than the region's: not this region's image (re-copied).
+        dist = distribution(self.customer.conf, provider)
+        cloud = [i for i in cloud if placed(dist, key.region, i.tags)]
         known = {r["image_id"] for r in self.results.images_for(provider, account, key.region, fp)}
         existing = {i.image_id for i in self.provider.our_images(key.region)}
         # An image the database knows but the cloud lost (deregistered behind kiln's back).
@@ -376,7 +381,9 @@ class Run:
         from .region_fill import once
 
         made = once(self, key, fp, self._gates, self._lock)
-        if made.region != key.region:
+        # Done if this run made it here; else copied from there (or in place: an image here
+        # encrypted with another key than the region's).
+        if made.region != key.region or made.image_id not in self._made:
             self.build_here(key, source=made)
 
     def build_here(self, key: ImageKey, source: CloudImage | None = None) -> CloudImage | None:
@@ -419,12 +426,15 @@ class Run:
                 return self._build(key)
 
     def copy_source(self, key: ImageKey, fp: str) -> CloudImage | None:
-        """An image of this fingerprint in another region of this account, if any."""
+        """An image of this fingerprint to copy from: here (one encrypted with another key than the
+        region's, re-copied in place) or in another region of this account; None if there is none."""
         o = self.options
         account = self.provider.account()
         # Regions the database knows first, then this run's other regions (looked up already).
         regions = self.results.copy_regions(o.provider, account, fp, key.region)
         regions += [r for r in o.regions if r != key.region and r not in regions]
+        # Here first: an image here encrypted with another key than the region's is re-copied in place.
+        regions.insert(0, key.region)
         return next((found[0] for r in regions if (found := self.cloud_images(r).get(fp))), None)
 
     def _copy_fill(self, key: ImageKey, fp: str) -> CloudImage | None:
@@ -496,6 +506,9 @@ class Run:
         if o.provider == "aws":
             variables.update(self.customer.package(key.region))
         variables.update(provider.packer_vars(key.region))
+        from .distribution import distribution, encryption_vars
+
+        variables.update(encryption_vars(distribution(self.customer.conf, o.provider), key.region))
         var_file = workdir / "kiln.pkrvars.hcl"
 
         def write_vars() -> None:
@@ -717,6 +730,9 @@ class Run:
         }
         if override and playbook:
             tags["playbook-override"] = playbook
+        from .distribution import distribution, encryption_tags
+
+        tags.update(encryption_tags(distribution(self.customer.conf, self.options.provider), key.region))
         return tags
 
     def _untaggable(self, key: ImageKey, image_id: str, why: str) -> str:

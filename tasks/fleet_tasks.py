@@ -98,7 +98,7 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         from .fleet.prune import prune_command
 
         named = cmdline_vars()
-        return prune_command(run, _regions(run), named.get("keep", "2"), named.get("apply", "0") == "1")
+        return prune_command(run, _regions(run), named.get("keep", ""), named.get("apply", "0") == "1")
 
     def sync() -> str:
         from .fleet.sync import sync_command
@@ -127,5 +127,9 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         task_dep=renders,
     )
     yield _task("revoke", 'mark an image revoked: image=<id> reason="..."', revoke)
-    yield _task("prune", "list (apply=1: deregister) old images beyond the newest keep=N, never one in use", prune)
+    yield _task(
+        "prune",
+        "the lifecycle policy: list (apply=1: deprecate, disable, deregister) old images, never one in use",
+        prune,
+    )
     yield _task("sync", "rebuild the results database from the cloud's tags", sync)

@@ -72,16 +72,18 @@ def lint_distros(catalog: Catalog, chosen: tuple[str, ...]) -> list[str]:
 
 def playbook_inputs(root: Path, playbook: str, walked: dict[Path, list[Path]] | None = None) -> list[Path]:
     """What a playbook's syntax depends on, without parsing it (`doit list` stays cheap): the
-    playbook and everything beside it (its roles, collections, vars, tasks, requirements): a
-    superset of what tasks.inputs finds, except what requirements.yml installs, which follows
-    from the requirements files named here."""
+    playbook and everything beside it (its roles, collections, vars, tasks, requirements), but
+    the other playbooks there: a superset of what tasks.inputs finds (what requirements.yml
+    installs follows from the requirements files), short of a playbook it imports."""
     from .statcache import walk_files
 
     path = root / playbook
     walked = {} if walked is None else walked
     if path.parent not in walked:  # playbooks share their folder: walk it once per command line
         walked[path.parent] = walk_files(path.parent)
-    return [path, *(f for f in walked[path.parent] if f != path)]
+    others = {f for f in walked[path.parent] if f.parent == path.parent and f.suffix in (".yml", ".yaml")}
+    others -= {path, *(path.parent / r for r in ("requirements.yml", "requirements.yaml"))}
+    return [path, *(f for f in walked[path.parent] if f != path and f not in others)]
 
 
 # -- the tasks -----------------------------------------------------------------------------------
@@ -189,7 +191,14 @@ def _validate_action(run: Run, lint: LintRun, name: str, role: str, distro: str,
 
 def _syntax_action(run: Run, lint: LintRun, name: str, playbook: str) -> object:
     def go() -> None:
-        syntax_check(run.catalog, run.state, playbook, run.ansible.play(playbook).layout.env())
+        try:
+            syntax_check(run.catalog, run.state, playbook, run.ansible.layout(playbook).env())
+        except KilnError as found:
+            if "not found" not in str(found):
+                raise
+            # Ansible names one folder; kiln's own search names every place it looked.
+            run.ansible.play(playbook)
+            raise
         lint.done()
 
     return guard.action(run.failures, name, go)

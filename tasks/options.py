@@ -118,6 +118,10 @@ def read_options(catalog: Catalog) -> Options:
     customer_name = pick("customer", str(catalog.project["customer"]), "pyproject.toml:tool.kiln.customer")
     customer = catalog.customer(customer_name)
     cfile = f"customers/{customer_name}/customer.toml"
+    if (customer.conf.get("distribution") or {}).get("kms_keys"):
+        from .distribution import check_kms_regions
+
+        check_kms_regions(customer.conf["distribution"], cfile, aws_regions(catalog.state))
     provider = pick("provider", str(customer.conf["provider"]), f"{cfile}:provider")
     if provider not in PROVIDERS:
         raise KilnError(

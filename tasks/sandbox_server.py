@@ -88,6 +88,9 @@ def main() -> None:
 
     from moto import server
 
+    from .sandbox_additions import add_to_moto
+
+    add_to_moto()  # encrypted copies, image deprecation, backdating (tasks/sandbox_additions.py)
     _ebs_backed_images()
     _image_descriptions()
     shortage = os.environ.get("KILN_SANDBOX_NO_SPOT", "")

@@ -24,6 +24,7 @@ def test_images_in_every_format(kiln: Kiln) -> None:
         "image_id",
         "origin",
         "age",
+        "shared",
         "status",
         "size",
         "build",

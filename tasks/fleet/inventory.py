@@ -7,9 +7,10 @@ import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import KilnError
+from ..sharing import shared_with, short
 
 if TYPE_CHECKING:
     from ..engine import Run
@@ -28,11 +29,12 @@ class Entry:
     status: str  # up to date | stale | revoked | parent revoked | missing
     fingerprint: str
     row: sqlite3.Row | None
+    shared_with: tuple[str, ...] = ()  # accounts, organization and OU ARNs, as last applied
     # What it keeps (GiB of volumes and snapshots) and the instance time of the build that made it.
     size: str = "-"
     build: str = "-"
 
-    def as_dict(self) -> dict[str, str]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "role": self.role,
             "distro": self.distro,
@@ -44,6 +46,7 @@ class Entry:
             "created_at": self.created_at,
             "age": age(self.created_at),
             "status": self.status,
+            "shared_with": list(self.shared_with),
             "size": self.size,
             "build": self.build,
         }
@@ -129,6 +132,7 @@ def scope(run: Run) -> tuple[list[str], list[str], list[str]]:
 def inventory(run: Run, roles: list[str], distros: list[str], regions: list[str]) -> list[Entry]:
     o = run.options
     out: list[Entry] = []
+    shares = shared_with(run, o.provider)
     for distro in distros:
         for region in regions:
             for role in roles:
@@ -146,6 +150,7 @@ def inventory(run: Run, roles: list[str], distros: list[str], regions: list[str]
                         status=status,
                         fingerprint=wanted,
                         row=row,
+                        shared_with=tuple(shares.get((row["account"], region, row["image_id"]), ()) if row else ()),
                     )
                 )
     from dataclasses import replace
@@ -180,11 +185,18 @@ def render(entries: list[Entry], fmt: str) -> str:
         "image_id",
         "origin",
         "age",
+        "shared",
         "status",
         "size",
         "build",
     )
-    table = [columns] + [tuple(e.as_dict()[c] for c in columns) for e in entries]
+
+    def cell(e: Entry, c: str) -> str:
+        if c == "shared":  # with whom: account ids, o-... and ou-... for organizations and OUs
+            return ",".join(short(v) for v in e.shared_with) or "-"
+        return str(e.as_dict()[c])
+
+    table = [columns] + [tuple(cell(e, c) for c in columns) for e in entries]
     widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
     return "".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in table)
 

@@ -1,5 +1,6 @@
-"""`doit prune [keep=N] [apply=1]`: old images of each role, distro and region beyond the newest
-N, listed (the default) or deregistered with their snapshots (apply=1).
+"""`doit prune [keep=N] [apply=1]`: the lifecycle policy (tasks/lifecycle.py) over kiln's images
+of each role, distro and region: each listed with its action and why (the default), or acted on
+(apply=1): EnableImageDeprecation, DisableImage, DeregisterImage with its snapshots.
 
 Never one that is current, named in an export, or used by a launch template, a launch
 configuration (and so an Auto Scaling group) or an instance: each held back with the reason.
@@ -9,11 +10,14 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ..errors import KilnError
+from ..lifecycle import Facts, Policy, created_at, decide, policy
 from ..providers.base import CloudImage
 from ..rootfs import human, release, tree_size
+from ..sharing import forget
 from .inventory import age, mainline
 
 if TYPE_CHECKING:
@@ -24,7 +28,7 @@ if TYPE_CHECKING:
 class Verdict:
     image: CloudImage
     group: str
-    action: str  # keep | held | prune
+    action: str  # keep | held | deprecate | disable | deregister
     why: str
 
 
@@ -120,60 +124,86 @@ def exported(run: Run, distros: set[str], region: str) -> set[str]:
     return ids
 
 
-def plan(run: Run, region: str, keep: int) -> list[Verdict]:
+def _deprecated(image: CloudImage, now: datetime) -> bool:
+    """A deprecation time set, already past or within the hour (kiln sets the next minute)."""
+    at = created_at(image.deprecation_time) if image.deprecation_time else None
+    return at is not None and at <= now + timedelta(hours=1)
+
+
+def _policy(run: Run, role: str, keep: int | None) -> Policy:
+    known = run.catalog.roles.get(role)
+    return policy(
+        (run.customer.conf.path, run.customer.conf.get("lifecycle")),
+        (known.conf.path, known.conf.get("lifecycle")) if known is not None else ("", None),
+        keep,
+    )
+
+
+def plan(run: Run, region: str, keep: int | None, now: datetime | None = None) -> list[Verdict]:
+    """The lifecycle policy's verdict on each of kiln's images of this customer in the region."""
     o = run.options
-    images = [
-        i
-        for i in run.provider.our_images(region)
-        if i.fingerprint and i.tags.get("customer") == o.customer and i.tags.get("kiln-role")
-    ]
+    now = now or datetime.now(UTC)
+    provider = run.provider
+    listing = (
+        provider.lifecycle_images(region) if hasattr(provider, "lifecycle_images") else provider.our_images(region)
+    )
+    images = [i for i in listing if i.fingerprint and i.tags.get("customer") == o.customer and i.tags.get("kiln-role")]
     groups: dict[str, list[CloudImage]] = {}
     for image in images:
         groups.setdefault(f"{image.tags['kiln-role']}/{image.tags.get('distro-id', '?')}", []).append(image)
     distros = {i.tags.get("distro-id", "") for i in images}
     current = {i for d in distros for i in mainline(run, d, region).values()}
     in_exports = exported(run, distros, region)
+    # Channels, once they exist, hold their images here too.
+    held = {i.image_id: "current in the results database" for i in images if i.image_id in current}
+    held.update(
+        {i.image_id: "named in an export file" for i in images if i.image_id in in_exports and i.image_id not in held}
+    )
+    retire = o.provider in ("aws", "sandbox")  # local layers and Azure managed images: only removal
+
     verdicts: list[Verdict] = []
     for group, members in sorted(groups.items()):
         # Creation times have whole seconds; kiln's names end in a millisecond stamp.
         members.sort(key=lambda i: (i.created, i.name, i.image_id), reverse=True)
-        for n, image in enumerate(members):
-            if n < keep:
-                verdicts.append(Verdict(image, group, "keep", f"one of the newest {keep}"))
-            elif image.image_id in current:
-                verdicts.append(Verdict(image, group, "held", "current in the results database"))
-            elif image.image_id in in_exports:
-                verdicts.append(Verdict(image, group, "held", "named in an export file"))
-            else:
-                verdicts.append(Verdict(image, group, "prune", ""))
-    # Root filesystem layers launch nothing; cloud images may be launched from.
-    candidates = {v.image.image_id for v in verdicts if v.action == "prune"}
+        facts = [Facts(i.image_id, i.created, i.state, _deprecated(i, now), held.get(i.image_id)) for i in members]
+        pol = _policy(run, members[0].tags["kiln-role"], keep)
+        for image, d in zip(members, decide(facts, pol, now, retire), strict=True):
+            verdicts.append(Verdict(image, group, d.action, d.why))
+    # What something launches from is asked for only about the images with an action.
+    candidates = {v.image.image_id for v in verdicts if v.action in ACTIONS}
     if o.provider == "local":
-        held: dict[str, str] = {}
+        used: dict[str, str] = {}
     elif o.provider == "azure":
-        held = run.provider.images_in_use(region, candidates)
+        used = provider.images_in_use(region, candidates)
     else:
-        held = users(run, region, candidates)
+        used = users(run, region, candidates)
     for v in verdicts:
-        if v.image.image_id in held:
-            v.action, v.why = "held", f"used by {held[v.image.image_id]}"
+        if v.image.image_id in used:
+            v.action, v.why = "held", f"used by {used[v.image.image_id]}"
     return verdicts
 
 
+ACTIONS = ("deprecate", "disable", "deregister")
+
+
 def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> str:
-    if not keep_text.isdigit() or int(keep_text) < 1:
+    if keep_text and (not keep_text.isdigit() or int(keep_text) < 1):
         raise KilnError(
             f"variable keep: {keep_text!r} is not valid; keep=N with N >= 1 (the newest N of each role stay)"
         )
-    keep = int(keep_text)
+    keep = int(keep_text) if keep_text else None
     o = run.options
     local = o.provider == "local"
     account = run.provider.account()
     lines: list[str] = []
-    pruned = candidates = 0
+    done = dict.fromkeys(ACTIONS, 0)
     used = freed = 0
+    now = datetime.now(UTC)
+    retire = o.provider in ("aws", "sandbox")  # launch permissions, deprecation: AWS's
+    # Deprecation from the next whole minute: AWS takes no time in the past, and rounds to minutes.
+    deprecate_at = (now + timedelta(minutes=1)).replace(second=0, microsecond=0)
     for region in regions:
-        for v in plan(run, region, keep):
+        for v in plan(run, region, keep, now):
             image = v.image
             width = 36 if local else 22
             head = f"{region}  {v.group:<28} {image.image_id:<{width}} {age(image.created):>5}"
@@ -189,20 +219,39 @@ def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> 
                 if o.provider == "azure"
                 else f"image, with {len(image.snapshot_ids)} snapshot(s)"
             )
+            why = f": {v.why}" if v.why else ""
             if v.action == "keep":
                 lines.append(f"{head}  keep: {v.why}")
             elif v.action == "held":
                 lines.append(f"{head}  held back: {v.why}")
-            elif apply:
-                run.provider.deregister(region, image.image_id)
-                run.results.set_state(o.provider, account, region, image.image_id, "pruned")
-                pruned += 1
+            elif v.action == "deregister":
+                done["deregister"] += 1
                 freed += size
-                lines.append(f"{head}  {'removed' if local else 'deregistered'} ({what})")
-            else:
-                candidates += 1
-                freed += size
-                lines.append(f"{head}  would be {'removed' if local else 'deregistered'} ({what})")
+                gone = "removed" if local else "deregistered"
+                if apply:
+                    run.provider.deregister(region, image.image_id)
+                    run.results.set_state(o.provider, account, region, image.image_id, "pruned")
+                    if retire:
+                        forget(run, region, image.image_id)
+                    lines.append(f"{head}  {gone} ({what}){why}")
+                else:
+                    lines.append(f"{head}  would be {gone} ({what}){why}")
+            elif v.action == "disable":
+                done["disable"] += 1
+                if apply:
+                    run.provider.disable(region, image.image_id)
+                    run.results.set_state(o.provider, account, region, image.image_id, "disabled")
+                    forget(run, region, image.image_id)  # AWS takes its launch permissions away
+                    lines.append(f"{head}  disabled (no longer launches; EnableImage undoes it){why}")
+                else:
+                    lines.append(f"{head}  would be disabled{why}")
+            elif v.action == "deprecate":
+                done["deprecate"] += 1
+                if apply:
+                    run.provider.deprecate(region, image.image_id, deprecate_at)
+                    lines.append(f"{head}  deprecated from {deprecate_at:%Y-%m-%d %H:%M} UTC{why}")
+                else:
+                    lines.append(f"{head}  would be deprecated{why}")
     space = ""
     if local:
         for path in run.provider.leftovers():
@@ -210,20 +259,19 @@ def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> 
             used += size
             freed += size
             head = f"local  {'(no image)':<28} {path.name:<36} {'':>5} {human(size):>9}"
+            done["deregister"] += 1
             if apply:
                 release(path)
                 shutil.rmtree(path, ignore_errors=True)
-                pruned += 1
                 lines.append(f"{head}  removed (a failed or unfinished layer)")
             else:
-                candidates += 1
                 lines.append(f"{head}  would be removed (a failed or unfinished layer)")
 
         space = f"; layers use {human(used)}, {human(freed)} {'freed' if apply else 'would be freed'}"
+    gone = "removed" if local else "deregistered"
+    others = "" if local else f", {done['disable']} disabled, {done['deprecate']} deprecated"
     if apply:
-        lines.append(f"{pruned} image(s) {'removed' if local else 'deregistered'}{space}")
+        lines.append(f"{done['deregister']} image(s) {gone}{others}{space}")
     else:
-        lines.append(
-            f"{candidates} image(s) would be {'removed' if local else 'deregistered'}{space}; run again with apply=1 to do it"
-        )
+        lines.append(f"{done['deregister']} image(s) would be {gone}{others}{space}; run again with apply=1 to do it")
     return "\n".join(lines) + "\n"

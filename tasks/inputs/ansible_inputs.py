@@ -226,10 +226,10 @@ class Scanner:
                 self._import_playbook(str(imported), base, shown)
                 continue
             label = f"play '{play.get('name', n)}' of {shown}"
-            colls = tuple(str(c) for c in play.get("collections") or [] if isinstance(c, str))
+            colls = _names(play.get("collections"))
             ctx = _Ctx(None, base, base, colls, label)
             self._collection_list(colls, label)
-            for item in play.get("vars_files") or []:
+            for item in _listed(play.get("vars_files")):
                 for candidate in item if isinstance(item, list) else [item]:
                     self._relative(str(candidate), ctx, "vars", f"vars_files of {label}")
             for ref in _role_refs(play.get("roles")):
@@ -271,7 +271,7 @@ class Scanner:
                 continue
             for key in ("block", "rescue", "always"):
                 self.tasks(task.get(key), ctx)
-            colls = tuple(str(c) for c in task.get("collections") or [] if isinstance(c, str))
+            colls = _names(task.get("collections"))
             if colls:
                 self._collection_list(colls, ctx.where)
                 ctx = _Ctx(ctx.role, ctx.here, ctx.playbook_dir, ctx.collections + colls, ctx.where)
@@ -408,7 +408,7 @@ class Scanner:
                 self._whole(
                     FILE_LOOKUPS[plugin],
                     ctx,
-                    f"{where}: lookup('{plugin}', {m.group(4).strip()}) is not a literal path",
+                    f"lookup('{plugin}', {m.group(4).strip()}) in {where}",
                 )
         for m in _FQCN.finditer(text):
             name = f"{m.group(1)}.{m.group(2)}"
@@ -431,7 +431,7 @@ class Scanner:
         if meta is not None:
             data = load_yaml(meta, self.shown(meta))
             if isinstance(data, dict):
-                colls = tuple(str(c) for c in data.get("collections") or [] if isinstance(c, str))
+                colls = _names(data.get("collections"))
                 self._collection_list(colls, f"role {ref}")
                 rctx = _Ctx(path, path / "tasks", ctx.playbook_dir, ctx.collections + colls, f"role {ref}")
                 for dep in _role_refs(data.get("dependencies")):
@@ -524,6 +524,16 @@ class Scanner:
         return _collection_version(path) if path.is_dir() else ""
 
 
+def _listed(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    return tuple(str(c) for c in _listed(value) if isinstance(c, str))
+
+
 def _norm(path: Path) -> str:
     import os
 
@@ -539,7 +549,7 @@ def _first(folder: Path, stem: str) -> Path | None:
 
 def _role_refs(items: Any) -> list[str]:
     names: list[str] = []
-    for item in items or []:
+    for item in _listed(items):
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict):

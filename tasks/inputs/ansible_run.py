@@ -49,6 +49,7 @@ class AnsibleContent:
         self.state = state
         self.say = say
         self._plays: dict[str, Play] = {}
+        self._layouts: dict[Path, Layout] = {}
         self._said: set[str] = set()  # playbooks whose notes were said
         self._lock = threading.RLock()
 
@@ -61,13 +62,20 @@ class AnsibleContent:
             )
         return path
 
+    def layout(self, playbook: str) -> Layout:
+        """Where Ansible looks for this playbook, requirements installed: no playbook parsed."""
+        folder = (self.root / playbook).parent
+        with self._lock:
+            if folder not in self._layouts:
+                installed = installed_requirements(self.root, self.state, folder, self.say)
+                self._layouts[folder] = layout_for(self.root, folder, installed, self._empty_config())
+            return self._layouts[folder]
+
     def play(self, playbook: str) -> Play:
         with self._lock:
             if playbook not in self._plays:
-                path = self.root / playbook
-                installed = installed_requirements(self.root, self.state, path.parent, self.say)
-                layout = layout_for(self.root, path.parent, installed, self._empty_config())
-                self._plays[playbook] = Play(layout, playbook_inputs(layout, path))
+                layout = self.layout(playbook)
+                self._plays[playbook] = Play(layout, playbook_inputs(layout, self.root / playbook))
             return self._plays[playbook]
 
     def say_notes(self, playbook: str) -> None:

@@ -31,6 +31,32 @@ def read_text(path: Path) -> tuple[str, str]:
     return value
 
 
+_LOADER: list[Any] = []
+
+
+def _loader() -> Any:
+    """A safe loader (libyaml's when present) that reads Ansible's own tags (!vault, !unsafe)
+    as the plain values under them: kiln needs the structure, not the secrets."""
+    import yaml
+
+    if not _LOADER:
+        base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+        class AnsibleYaml(base):  # type: ignore[misc, valid-type]
+            pass
+
+        def plain(loader: Any, suffix: str, node: Any) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                return loader.construct_mapping(node)
+            if isinstance(node, yaml.SequenceNode):
+                return loader.construct_sequence(node)
+            return loader.construct_scalar(node)
+
+        AnsibleYaml.add_multi_constructor("!", plain)
+        _LOADER.append(AnsibleYaml)
+    return _LOADER[0]
+
+
 def load_yaml(path: Path, shown: str) -> Any:
     """The parsed file; a syntax error is one line naming the file and line."""
     import yaml  # lazily: `doit list` does not pay for it
@@ -42,9 +68,8 @@ def load_yaml(path: Path, shown: str) -> Any:
     with _lock:
         if digest in _parsed:
             return _parsed[digest]
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: several times faster
     try:
-        data = yaml.load(text, Loader=loader)
+        data = yaml.load(text, Loader=_loader())
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark
         where = f":{mark.line + 1}" if mark is not None else ""

@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,15 @@ from .base import CloudImage, VendorImage, by_fingerprint
 T = TypeVar("T")
 
 _CRED_HINT = "set AWS_PROFILE, run 'aws configure' or 'aws sso login', or export AWS_ACCESS_KEY_ID"
+
+
+def _action(what: str) -> str:
+    """The IAM action a call needs, from its description ("ec2 ModifyImageAttribute ami-1 in
+    us-east-1" -> "ec2:ModifyImageAttribute")."""
+    words = what.split()
+    if len(words) >= 2 and words[1][:1].isupper() and words[1].isalnum():
+        return f"{words[0]}:{words[1]}"
+    return "the action"
 
 
 class AwsProvider:
@@ -98,7 +108,7 @@ class AwsProvider:
                 "not authorized to perform" in message + str(err)
             ):
                 raise KilnError(
-                    f"AWS permissions: {what} was denied ({code}); grant the action to this identity"
+                    f"AWS permissions: {what} was denied ({code}); grant {_action(what)} to this identity"
                 ) from None
             raise KilnError(f"AWS {what}: {code}: {message}") from None
         except EndpointConnectionError as err:
@@ -173,6 +183,8 @@ class AwsProvider:
                 for m in raw.get("BlockDeviceMappings", [])
                 if "Ebs" in m and "SnapshotId" in m["Ebs"]
             ),
+            state=raw.get("State", "available"),
+            deprecation_time=raw.get("DeprecationTime", ""),
             volume_gb=sum(int(m["Ebs"].get("VolumeSize", 0)) for m in raw.get("BlockDeviceMappings", []) if "Ebs" in m)
             or None,
         )
@@ -191,6 +203,30 @@ class AwsProvider:
                     self._image(region, i) for i in raw.get("Images", []) if i.get("State") in ("available", "pending")
                 ]
             return self._ours[region]
+
+    def lifecycle_images(self, region: str) -> list[CloudImage]:
+        """kiln's images with the disabled ones, which DescribeImages hides unless asked: what
+        `doit prune` decides about (one call per region)."""
+        ec2 = self.client("ec2", region)
+        raw = self.call(
+            f"ec2 DescribeImages (ours, disabled too) in {region}",
+            lambda: ec2.describe_images(
+                Owners=["self"], Filters=[{"Name": "tag:built-by", "Values": ["kiln"]}], IncludeDisabled=True
+            ),
+        )
+        states = ("available", "pending", "disabled")
+        return [self._image(region, i) for i in raw.get("Images", []) if i.get("State") in states]
+
+    def deprecate(self, region: str, image_id: str, at: datetime) -> None:
+        ec2 = self.client("ec2", region)
+        self.call(
+            f"ec2 EnableImageDeprecation {image_id} in {region}",
+            lambda: ec2.enable_image_deprecation(ImageId=image_id, DeprecateAt=at),
+        )
+
+    def disable(self, region: str, image_id: str) -> None:
+        ec2 = self.client("ec2", region)
+        self.call(f"ec2 DisableImage {image_id} in {region}", lambda: ec2.disable_image(ImageId=image_id))
 
     def remember(self, region: str, image: CloudImage) -> None:
         """Add an image kiln just made to this run's lookup, instead of asking the cloud again."""
@@ -235,7 +271,8 @@ class AwsProvider:
         ec2 = self.client("ec2", region)
         raw = self.call(
             f"ec2 DescribeImages {image_id} in {region}",
-            lambda: ec2.describe_images(Filters=[{"Name": "image-id", "Values": [image_id]}]),
+            # Disabled images too: DescribeImages hides them unless asked.
+            lambda: ec2.describe_images(Filters=[{"Name": "image-id", "Values": [image_id]}], IncludeDisabled=True),
         )
         images = raw.get("Images", [])
         return self._image(region, images[0]) if images else None
@@ -276,16 +313,22 @@ class AwsProvider:
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
         return by_fingerprint(self.our_images(region))
 
-    def copy_image(self, source: CloudImage, region: str) -> str:
-        """Start copying an image into another region of this account; returns the new id."""
+    def copy_image(self, source: CloudImage, region: str, kms_key: str | None = None, name: str = "") -> str:
+        """Start copying an image into a region of this account (another, or the same one to
+        encrypt it with another key); returns the new id. kms_key: None copies as the source
+        is, '' encrypts with the region's default EBS key, else with that key."""
         ec2 = self.client("ec2", region)
+        encryption: dict[str, Any] = {}
+        if kms_key is not None:
+            encryption = {"Encrypted": True, **({"KmsKeyId": kms_key} if kms_key else {})}
         raw = self.call(
             f"ec2 CopyImage {source.image_id} from {source.region} in {region}",
             lambda: ec2.copy_image(
                 SourceImageId=source.image_id,
                 SourceRegion=source.region,
-                Name=source.name,
+                Name=name or source.name,
                 Description=f"copy of {source.region}/{source.image_id} by kiln",
+                **encryption,
             ),
         )
         return str(raw["ImageId"])

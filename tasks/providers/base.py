@@ -15,6 +15,9 @@ class CloudImage:
     created: str
     tags: dict[str, str] = field(default_factory=dict)
     snapshot_ids: tuple[str, ...] = ()
+    # What distribution and lifecycle need to know; the defaults are those of a fresh image.
+    state: str = "available"  # available | pending | disabled
+    deprecation_time: str = ""  # ISO 8601, when set (now or in the future)
     # GiB of its volumes (what its snapshots hold at most; EBS snapshots are incremental).
     volume_gb: int | None = None
 
