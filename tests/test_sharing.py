@@ -75,7 +75,7 @@ def test_build_and_copy_are_shared_and_a_removed_account_loses_them(kiln: Kiln) 
     assert "shared with" not in noop.stderr and calls(noop.stderr) == 4
 
     shown = kiln.doit("images", "provider=sandbox").stdout.splitlines()
-    assert shown[0].split()[-2:] == ["shared", "status"]
+    assert shown[0].split()[-4:] == ["shared", "status", "size", "build"]
     for line in shown[1:]:
         if line.startswith("base-vmi"):
             assert "111122223333,444455556666," + "o-exampleorg1,ou-ab12-exampleou" in line, line
