@@ -381,10 +381,16 @@ class Run:
         from .region_fill import once
 
         made = once(self, key, fp, self._gates, self._lock)
-        # Done if this run made it here; else copied from there (or in place: an image here
-        # encrypted with another key than the region's).
-        if made.region != key.region or made.image_id not in self._made:
-            self.build_here(key, source=made)
+        # Done if it is here and this region's (made by this run, or by the run we waited for);
+        # else copied from there, or in place (here, but encrypted with another key).
+        if made.region == key.region and (made.image_id in self._made or self._placed(key, made)):
+            return
+        self.build_here(key, source=made)
+
+    def _placed(self, key: ImageKey, image: CloudImage) -> bool:
+        from .distribution import distribution, placed
+
+        return bool(placed(distribution(self.customer.conf, self.options.provider), key.region, image.tags))
 
     def build_here(self, key: ImageKey, source: CloudImage | None = None) -> CloudImage | None:
         """Build under this machine's lock for the fingerprint, then the account's lease in the

@@ -16,7 +16,7 @@ def test_sync_restores_a_deleted_database(kiln: Kiln) -> None:
     assert "4 recorded anew" in proc.stdout
     after = {r["image_id"]: r["role"] for r in kiln.rows("SELECT image_id, role FROM images WHERE state='available'")}
     assert after == before
-    assert all(line.endswith("up to date") for line in kiln.doit("images", *SANDBOX).stdout.splitlines()[1:])
+    assert all("up to date" in line for line in kiln.doit("images", *SANDBOX).stdout.splitlines()[1:])
     kiln.doit("core", "pipeline", *SANDBOX)
     assert kiln.builds() == 0, "a synced database builds nothing that exists"
 
