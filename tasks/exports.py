@@ -6,18 +6,16 @@ sandbox and local exports stay in the state folder so a demo never overwrites re
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from .errors import KilnError
+from .locks import file_lock
 
 if TYPE_CHECKING:
     from .engine import Run
@@ -63,14 +61,6 @@ def export_paths(run: Run, distro: str, region: str) -> dict[str, Path]:
     return out
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
 def write_exports(run: Run, distro: str, region: str) -> None:
     paths = export_paths(run, distro, region)
     if not paths:
@@ -78,7 +68,7 @@ def write_exports(run: Run, distro: str, region: str) -> None:
     header = f"written by kiln for {run.options.customer}/{distro}/{region} ({run.options.provider}); do not edit"
     # Read and write under one lock across processes: two runs at once must not write an
     # export from a database read that misses the other's image.
-    with _lock, _file_lock(run.state / "locks" / "exports.lock"):
+    with _lock, file_lock(run.state / "locks" / "exports.lock"):
         from .fleet.inventory import mainline  # the same answer `doit images` gives
 
         images = mainline(run, distro, region)

@@ -8,19 +8,17 @@ the roles whose plays use what changed.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import KilnError
+from ..locks import file_lock
 from ..statcache import walk_files
 from .yaml_files import load_yaml, read_text
 
@@ -75,14 +73,6 @@ def _shown(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
 def installed_requirements(root: Path, state: Path, playbook_dir: Path, say: Any = None) -> Path | None:
     """The folder holding what the playbook's requirements install (roles/, collections/), or
     None when there are none. Installs on first need; later runs only hash the files."""
@@ -93,7 +83,7 @@ def installed_requirements(root: Path, state: Path, playbook_dir: Path, say: Any
     target = state / "galaxy" / key
     if (target / ".complete").exists():
         return target
-    with _locked(state / "locks" / f"galaxy-{key}.lock"):
+    with file_lock(state / "locks" / f"galaxy-{key}.lock"):
         if (target / ".complete").exists():  # another run installed it while we waited
             return target
         tmp = target.with_name(f".{key}.{os.getpid()}")
