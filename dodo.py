@@ -5,11 +5,11 @@ Everything lives in tasks/; this file only hands doit its configuration and the 
 
 from pathlib import Path
 
-from tasks.config import doit_config
-from tasks.doit_tasks import image_tasks, sandbox_tasks
-from tasks.fleet_tasks import fleet_tasks
-from tasks.lint import lint_tasks
-from tasks.watch import watch_tasks
+from tasks.checks.lint import lint_tasks
+from tasks.cli.config import doit_config
+from tasks.cli.fleet_tasks import fleet_tasks
+from tasks.cli.image_tasks import image_tasks, sandbox_tasks
+from tasks.cli.watch import watch_tasks
 
 ROOT = Path(__file__).resolve().parent
 DOIT_CONFIG = doit_config(ROOT)

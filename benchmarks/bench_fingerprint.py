@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tasks.statcache import StatCache
+from tasks.inputs.statcache import StatCache
 
 FILES = 10_000
 

@@ -211,7 +211,7 @@ def test_tool_versions_are_recorded_not_fingerprinted(kiln: Kiln) -> None:
     manifest = json.loads(row["manifest"])
     assert manifest["tools"]["ansible-core"]
     assert manifest["reasons"]["provision/ansible/core.yml"] == "the playbook"
-    from tasks.fingerprints import fingerprint_of
+    from tasks.inputs.fingerprints import fingerprint_of
 
     assert fingerprint_of(manifest) == row["fingerprint"]
     other = {**manifest, "tools": {"ansible-core": "9.9.9"}, "reasons": {}}

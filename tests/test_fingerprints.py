@@ -9,8 +9,8 @@ from pathlib import Path
 
 from conftest import Kiln
 
-from tasks.fingerprints import fingerprint_of, period_start
-from tasks.statcache import StatCache, sha256_file
+from tasks.inputs.fingerprints import fingerprint_of, period_start
+from tasks.inputs.statcache import StatCache, sha256_file
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 

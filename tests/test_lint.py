@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import Kiln
 
-from tasks.lint import ansible_problem, packer_problem, split_marks
+from tasks.checks.lint import ansible_problem, packer_problem, split_marks
 
 ROLES = ("base-vmi", "server-base", "core", "pipeline")
 CHECKS = len(ROLES) * 2 + 3  # every role for debian-12 (remote) and centos-7 (local); 3 playbooks

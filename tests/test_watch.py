@@ -160,13 +160,13 @@ def test_watch_refuses_unknown_or_missing_roles(kiln: Kiln) -> None:
 def test_doit_list_does_not_import_watchdog(kiln: Kiln) -> None:
     proc = kiln.doit("list", env={"PYTHONPROFILEIMPORTTIME": "1"})
     assert "watch " in proc.stdout
-    assert "tasks.watch" in proc.stderr and "watchdog" not in proc.stderr
+    assert "tasks.cli.watch" in proc.stderr and "watchdog" not in proc.stderr
 
 
 def test_the_watched_files_are_the_fingerprinted_ones(kiln: Kiln) -> None:
-    from tasks.catalog import load_catalog
-    from tasks.options import Options
-    from tasks.watch import is_editor_temp, watched_files
+    from tasks.catalog.load import load_catalog
+    from tasks.cli.options import Options
+    from tasks.cli.watch import is_editor_temp, watched_files
 
     catalog = load_catalog(kiln.root)
     options = Options(provider="sandbox", customer="paxata", distros=("debian-12",), regions=("us-east-1",))

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from ..errors import KilnError
+from tasks.errors import KilnError
 
 if TYPE_CHECKING:
-    from ..engine import Run
+    from tasks.cli.session import Run
 
 
 def _describe(run: Run, region: str, what: str, **kwargs: Any) -> list[dict[str, Any]]:
@@ -100,7 +100,7 @@ def init_region_command(run: Run, named: dict[str, str]) -> str:
     text = f"# Network placement for builds in {region} (not part of any fingerprint); written by doit init-region.\n"
     text += "".join(f"\n{key_text(k, v)}" for k, v in values.items())
     if path.exists() and run.options.force != "1":
-        from ..schema import read_toml
+        from tasks.catalog.schema import read_toml
 
         old = run.customer.package(region)
         network = {k: values[k] for k in ("vpc_id", "subnet_id")}

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ..errors import KilnError, valid_list
+from tasks.errors import KilnError, valid_list
 
 if TYPE_CHECKING:
-    from ..engine import Run
+    from tasks.cli.session import Run
 
 
 def inputs_command(run: Run, roles: list[str], fmt: str) -> str:
-    from ..fingerprints import input_files, tool_versions
+    from tasks.inputs.fingerprints import input_files, tool_versions
 
     if len(roles) != 1:
         raise KilnError("doit inputs: name one role, e.g. `doit inputs core`")

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KilnError
-from ..sharing import shared_with, short
+from tasks.errors import KilnError
+from tasks.fleet.sharing import shared_with, short
 
 if TYPE_CHECKING:
-    from ..engine import Run
+    from tasks.cli.session import Run
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def revoked_below(run: Run, row: sqlite3.Row) -> str | None:
 
 def status_of(run: Run, role: str, distro: str, region: str) -> tuple[sqlite3.Row | None, str, str]:
     """(current row, status, wanted fingerprint)."""
-    from ..engine import ImageKey
+    from tasks.cli.session import ImageKey
 
     row = current_row(run, role, distro, region)
     wanted = run.fingerprint(ImageKey(role, distro, region))[0]
@@ -155,7 +155,7 @@ def inventory(run: Run, roles: list[str], distros: list[str], regions: list[str]
                 )
     from dataclasses import replace
 
-    from ..costs import image_costs
+    from tasks.records.costs import image_costs
 
     costs = image_costs(run.results, [e.image_id for e in out if e.image_id != "-"])
     return [

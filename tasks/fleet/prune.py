@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KilnError
-from ..lifecycle import Facts, Policy, created_at, decide, policy
-from ..providers.base import CloudImage
-from ..rootfs import human, release, tree_size
-from ..sharing import forget
-from .inventory import age, mainline
+from tasks.build.rootfs import human, release, tree_size
+from tasks.errors import KilnError
+from tasks.fleet.inventory import age, mainline
+from tasks.fleet.lifecycle import Facts, Policy, created_at, decide, policy
+from tasks.fleet.sharing import forget
+from tasks.providers.base import CloudImage
 
 if TYPE_CHECKING:
-    from ..engine import Run
+    from tasks.cli.session import Run
 
 
 @dataclass
@@ -111,7 +111,7 @@ def users(run: Run, region: str, candidates: set[str]) -> dict[str, str]:
 
 
 def exported(run: Run, distros: set[str], region: str) -> set[str]:
-    from ..exports import export_paths
+    from tasks.records.exports import export_paths
 
     ids: set[str] = set()
     for distro in distros:

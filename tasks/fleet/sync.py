@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..results import ImageRow
+from tasks.records.results import ImageRow
 
 if TYPE_CHECKING:
-    from ..engine import Run
+    from tasks.cli.session import Run
 
 
 def sync_command(run: Run, regions: list[str]) -> str:

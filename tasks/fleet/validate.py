@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BuildFailed, KilnError
+from tasks.errors import BuildFailed, KilnError
 
 if TYPE_CHECKING:
-    from ..engine import Run
+    from tasks.cli.session import Run
 
 
 @dataclass
@@ -36,7 +36,7 @@ def _run(checks: list[Check], name: str, where: str, fn: Callable[[], str], bloc
 
 
 def _packer() -> str:
-    from ..packer_bin import packer_path, packer_version, uses_plugins
+    from tasks.build.packer_bin import packer_path, packer_version, uses_plugins
 
     if not uses_plugins():
         return f"{packer_path()} version {packer_version()} (amazon, azure and ansible built in: no plugins needed)"
@@ -46,9 +46,9 @@ def _packer() -> str:
 def plugins(run: Run) -> str:
     """Which of the catalog's plugins this Packer has, and whether the ones this provider's
     templates use are among them."""
-    from ..packer_bin import packer_path, packer_version
-    from ..packer_plugins import CATALOG, in_use, installed, needed
-    from ..render import render_text
+    from tasks.build.packer_bin import packer_path, packer_version
+    from tasks.build.packer_plugins import CATALOG, in_use, installed, needed
+    from tasks.inputs.render import render_text
 
     catalog = run.catalog
     wanted: set[str] = set()
@@ -164,7 +164,7 @@ def validate_command(run: Run) -> str:
     conf = run.customer.conf
     checks: list[Check] = []
     if _run(checks, "packer", "PATH", _packer):
-        from ..packer_bin import uses_plugins
+        from tasks.build.packer_bin import uses_plugins
 
         if uses_plugins():
             _run(checks, "plugins", "packer", partial(plugins, run))

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..errors import KilnError
-from .inventory import age, revoked_below, scope, status_of
+from tasks.errors import KilnError
+from tasks.fleet.inventory import age, revoked_below, scope, status_of
 
 if TYPE_CHECKING:
-    from ..engine import Run
+    from tasks.cli.session import Run
 
 
 def _settings(kind: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -59,7 +59,7 @@ def manifest_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def explain(run: Run, role: str, distro: str, region: str, depth: int = 0) -> list[str]:
-    from ..engine import ImageKey
+    from tasks.cli.session import ImageKey
 
     pad = "  " * depth
     label = f"{role}/{distro}/{region}"

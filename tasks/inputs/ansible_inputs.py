@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import KilnError
-from ..statcache import walk_files
-from .ansible_layout import Layout, bundled_collections
-from .yaml_files import load_yaml, read_text
+from tasks.errors import KilnError
+from tasks.inputs.ansible_layout import Layout, bundled_collections
+from tasks.inputs.statcache import walk_files
+from tasks.inputs.yaml_files import load_yaml, read_text
 
 # Keys of a task that are not its action.
 TASK_KEYWORDS = frozenset(

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import KilnError
+from tasks.errors import KilnError
 
 # ansible.cfg keys that name plugin folders; Ansible also looks beside the playbook.
 PLUGIN_KEYS = (

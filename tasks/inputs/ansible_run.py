@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .ansible_inputs import PlayInputs, playbook_inputs
-from .ansible_layout import Layout, layout_for
-from .galaxy import installed_requirements
+from tasks.inputs.ansible_inputs import PlayInputs, playbook_inputs
+from tasks.inputs.ansible_layout import Layout, layout_for
+from tasks.inputs.galaxy import installed_requirements
 
 
 @dataclass(frozen=True)

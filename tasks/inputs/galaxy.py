@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import KilnError
-from ..locks import file_lock
-from ..statcache import walk_files
-from .yaml_files import load_yaml, read_text
+from tasks.build.locks import file_lock
+from tasks.errors import KilnError
+from tasks.inputs.statcache import walk_files
+from tasks.inputs.yaml_files import load_yaml, read_text
 
 # Where Ansible's own tooling (AWX, ansible-builder) looks for requirements beside a playbook.
 REQUIREMENTS = ("requirements.yml", "requirements.yaml", "roles/requirements.yml", "collections/requirements.yml")

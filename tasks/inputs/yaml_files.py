@@ -8,7 +8,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from ..errors import KilnError
+from tasks.errors import KilnError
 
 _parsed: dict[str, Any] = {}
 _texts: dict[tuple[str, int, int], tuple[str, str]] = {}

@@ -14,9 +14,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..catalog import Distro
-from ..errors import KilnError
-from .base import CloudImage, VendorImage, by_fingerprint
+from tasks.catalog.load import Distro
+from tasks.errors import KilnError
+from tasks.providers.base import CloudImage, VendorImage, by_fingerprint
 
 T = TypeVar("T")
 
@@ -52,7 +52,7 @@ class AwsProvider:
     # -- session and clients ----------------------------------------------------------------
 
     def _new_session(self) -> Any:
-        from .sdk import session
+        from tasks.providers.sdk import session
 
         return session(self._state / "cache" / "sdk")
 

@@ -18,9 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..catalog import Customer, Distro
-from ..errors import KilnError
-from .base import CloudImage, VendorImage, by_fingerprint
+from tasks.catalog.load import Customer, Distro
+from tasks.errors import KilnError
+from tasks.providers.base import CloudImage, VendorImage, by_fingerprint
 
 T = TypeVar("T")
 

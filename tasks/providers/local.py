@@ -15,9 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..catalog import Distro
-from ..errors import KilnError
-from .base import CloudImage, VendorImage, by_fingerprint
+from tasks.catalog.load import Distro
+from tasks.errors import KilnError
+from tasks.providers.base import CloudImage, VendorImage, by_fingerprint
 
 T = TypeVar("T")
 
@@ -100,7 +100,7 @@ class LocalProvider:
         self.commit(CloudImage(found.image_id, found.name, found.region, found.created, {**found.tags, **tags}))
 
     def deregister(self, region: str, image_id: str) -> None:
-        from ..rootfs import release
+        from tasks.build.rootfs import release
 
         tree = self.tree(image_id)
         self._meta(image_id).unlink(missing_ok=True)  # uncommitted first: never half-found

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..catalog import Catalog, Distro
-from ..sandbox import FAKE_KEY, ensure_running
-from .aws import AwsProvider
+from tasks.catalog.load import Catalog, Distro
+from tasks.providers.aws import AwsProvider
+from tasks.providers.sandbox_process import FAKE_KEY, ensure_running
 
 
 class SandboxProvider(AwsProvider):
@@ -19,7 +19,7 @@ class SandboxProvider(AwsProvider):
         self._catalog = catalog
 
     def _new_session(self) -> Any:
-        from .sdk import session
+        from tasks.providers.sdk import session
 
         # Started on first use, not at `doit list`.
         self._endpoint = ensure_running(self._catalog)
