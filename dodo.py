@@ -5,10 +5,10 @@ Everything lives in tasks/; this file only hands doit its configuration and the 
 
 from pathlib import Path
 
-from tasks.checks.lint import lint_tasks
 from tasks.cli.config import doit_config
 from tasks.cli.fleet_tasks import fleet_tasks
 from tasks.cli.image_tasks import image_tasks, sandbox_tasks
+from tasks.cli.lint_tasks import lint_tasks
 from tasks.cli.watch import watch_tasks
 
 ROOT = Path(__file__).resolve().parent

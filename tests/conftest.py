@@ -171,13 +171,32 @@ def tracked_tree_untouched() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def rootfs_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The debootstrap tree, made once per test session by kiln itself (about a minute here);
-    each test's state folder gets a copy with `seed_rootfs`."""
-    root = copy_catalog(tmp_path_factory.mktemp("rootfs") / "repo")
-    home = root.parent / "home"
-    home.mkdir()
-    Kiln(root, clean_env(home)).doit("base-vmi", "provider=local", "distro=debian-12", timeout=900)
+    """The debootstrap tree, made by kiln itself once per test session (about a minute here),
+    shared by pytest-xdist's workers: the first to ask makes it under a lock, the others wait
+    and take it. Each test's state folder gets a copy with `seed_rootfs`."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "rootfs" / "repo"
+    with (shared / "rootfs.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "rootfs" / "complete").exists():
+            shutil.rmtree(shared / "rootfs", ignore_errors=True)
+            copy_catalog(root)
+            home = root.parent / "home"
+            home.mkdir()
+            Kiln(root, clean_env(home)).doit("base-vmi", "provider=local", "distro=debian-12", timeout=900)
+            (shared / "rootfs" / "complete").write_text("debootstrap tree made\n")
     return root / ".kiln" / "local" / "cache"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that build real root filesystems (debootstrap, chroot) are marked `rootfs`: the
+    slow part, which `-m "not rootfs"` leaves out while CI runs everything."""
+    for item in items:
+        if "rootfs_cache" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.rootfs)
 
 
 def seed_rootfs(kiln: Kiln, cache: Path) -> None:
@@ -206,3 +225,67 @@ def rooted_in(path: Path) -> list[str]:
             except OSError:
                 continue
     return out
+
+
+# -- helpers the test modules share --------------------------------------------------------
+
+
+def one_line_error(proc_stderr: str, *words: str) -> str:
+    assert "Traceback" not in proc_stderr, proc_stderr
+    errors = [line for line in proc_stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1, proc_stderr
+    for word in words:
+        assert word in errors[0], errors[0]
+    return errors[0]
+
+
+def failure_line(proc_stderr: str, *words: str) -> str:
+    """An error found while running: the reporter's one `kiln: <what>: <message>` line."""
+    assert "Traceback" not in proc_stderr, proc_stderr
+    lines = [line for line in proc_stderr.splitlines() if all(w in line for w in words)]
+    assert len(lines) == 1, proc_stderr
+    assert lines[0].startswith("kiln: ")
+    return lines[0]
+
+
+def slow_packer(tmp_path: Path) -> dict[str, str]:
+    """The real Packer, started two seconds late: both runs are surely in flight together."""
+    fake = tmp_path / "bin" / "packer"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/bash\n[ "$1" = build ] && sleep 2\nexec /usr/bin/packer "$@"\n')
+    fake.chmod(0o755)
+    return {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+
+
+def start(kiln: Kiln, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "doit", *args],
+        cwd=kiln.root,
+        env={**kiln.env, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def leftovers(kiln: Kiln) -> tuple[list[str], list[str], list[str]]:
+    ec2 = kiln.ec2("eu-west-1")
+    running = [
+        i["InstanceId"]
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] not in ("terminated", "shutting-down")
+    ]
+    keys = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]]
+    groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"]
+    return running, keys, groups
+
+
+def wrapper(tmp_path: Path, on_build: str) -> dict[str, str]:
+    """A `packer` whose `build` runs `on_build` (bash) instead of / around the real one."""
+    fake = tmp_path / "bin" / "packer"
+    fake.parent.mkdir(exist_ok=True)
+    fake.write_text(f'#!/bin/bash\nif [ "$1" = build ]; then\n{on_build}\nfi\nexec /usr/bin/packer "$@"\n')
+    fake.chmod(0o755)
+    return {"PATH": f"{fake.parent}:/usr/bin:/bin"}

@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from tasks.cli.session import ImageKey, Run
+from tasks.catalog.load import Customer, Role
 
 
 @dataclass(frozen=True)
@@ -25,24 +24,24 @@ class Capacity:
     spot: bool
 
 
-def instance_types(run: Run, role: str) -> list[str]:
-    value = run.catalog.roles[role].conf.get("instance_type") or run.customer.conf["instance_type"]
+def instance_types(role: Role, customer: Customer) -> list[str]:
+    value = role.conf.get("instance_type") or customer.conf["instance_type"]
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
-def spot_wanted(run: Run, role: str) -> bool:
-    own = run.catalog.roles[role].conf.get("spot")
-    return bool(run.customer.conf.get("spot", False) if own is None else own)
+def spot_wanted(role: Role, customer: Customer) -> bool:
+    own = role.conf.get("spot")
+    return bool(customer.conf.get("spot", False) if own is None else own)
 
 
-def plan(run: Run, key: ImageKey) -> list[Capacity]:
-    if run.options.provider == "azure":
+def plan(role: Role, customer: Customer, provider: str) -> list[Capacity]:
+    if provider == "azure":
         # azure-arm's VM size is the customer's [azure] vm_size; spot is AWS's here.
-        size = str(run.customer.azure()["vm_size"])
-        return [Capacity({"instance_type": instance_types(run, key.role)[0]}, size, "on-demand", False)]
-    types = instance_types(run, key.role)
+        size = str(customer.azure()["vm_size"])
+        return [Capacity({"instance_type": instance_types(role, customer)[0]}, size, "on-demand", False)]
+    types = instance_types(role, customer)
     on_demand = {"instance_type": types[0], "spot_instance_types": [], "spot_price": ""}
-    if not spot_wanted(run, key.role):
+    if not spot_wanted(role, customer):
         return [Capacity(on_demand, types[0], "on-demand", False)]
     # Packer refuses instance_type together with spot_instance_types.
     spot = {"instance_type": "", "spot_instance_types": types, "spot_price": "auto"}

@@ -7,9 +7,10 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tasks.build.rootfs import (
     PlayFailed,
@@ -22,11 +23,14 @@ from tasks.build.rootfs import (
     release,
     run_play,
 )
+from tasks.catalog.load import Catalog, Customer
 from tasks.errors import BuildFailed, Interrupted, KilnError
 from tasks.providers.base import CloudImage
+from tasks.records.results import Results
 
 if TYPE_CHECKING:
-    from tasks.cli.session import ImageKey, Run
+    from tasks.build.spec import Spec
+    from tasks.inputs.plays import Plays
 
 # Old layers are pointed out after a build when there are many or their disk runs low, so they
 # never fill it silently; a statvfs, not a walk of gigabytes, keeps the edit loop fast.
@@ -34,27 +38,30 @@ WARN_LAYERS = 5
 WARN_FREE = 0.15
 
 
-def build_layer(run: Run, key: ImageKey) -> None:
+def build_layer(
+    spec: Spec,
+    catalog: Catalog,
+    customer: Customer,
+    provider: Any,
+    results: Results,
+    plays: Plays,
+    say: Callable[[str], None],
+) -> tuple[CloudImage, int, Path]:
+    """The layer committed: its image, its build row and its tree."""
     from tasks.providers.local import LocalProvider
 
-    provider = run.provider
     assert isinstance(provider, LocalProvider)
-    catalog, o = run.catalog, run.options
-    fp, manifest = run.fingerprint(key)
+    key, fp, manifest, log = spec.key, spec.fp, spec.manifest, spec.log
     role = catalog.roles[key.role]
     distro = catalog.distros[key.distro]
     suite = local_suite(key.distro, str(distro.conf["family"]), distro.conf.get("local"))
     check_tools(key.distro, suite)
-    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:-3]
-    name = f"{key.role}-{key.distro}-{fp[:12]}"
-    source = run.source_image(key)
-    playbook, _ = run.playbook(role)
-    log = run.log_path(key, stamp)
+    name, source, playbook = spec.name, spec.source, spec.job.playbook
     provider.layers.mkdir(parents=True, exist_ok=True)
     tmp = provider.layers / f".{name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    build_id = run.results.start_build(o.provider, key.region, o.customer, key.distro, key.role, fp, log)
-    run.say(f"{key.label}: building layer {name} from {source} (log {log})")
+    build_id = results.start_build("local", key.region, spec.customer, key.distro, key.role, fp, log)
+    say(f"{key.label}: building layer {name} from {source} (log {log})")
     try:
         if role.parent is None:
             copy_tree(debootstrap(suite, provider.cache, log, key.label), tmp)
@@ -64,22 +71,24 @@ def build_layer(run: Run, key: ImageKey) -> None:
             extra = {
                 "ansible_python_interpreter": str(distro.conf["python"]),
                 "kiln_role": key.role,
-                **{k: str(v) for k, v in run.customer.conf.get("ansible_vars", {}).items()},
+                **{k: str(v) for k, v in customer.conf.get("ansible_vars", {}).items()},
             }
             try:
-                run_play(tmp, catalog.root / playbook, extra, run.play_env(playbook, log), log, key.label)
+                run_play(tmp, catalog.root / playbook, extra, plays.env(playbook, log), log, key.label)
             except PlayFailed as err:
-                if o.debug and run.named(key.role):
-                    kept = _keep_failed(run, provider.layers, tmp, name, playbook, extra, err.task)
+                if spec.job.debug:
+                    kept = _keep_failed(plays, provider.layers, tmp, name, playbook, extra, err.task)
                     raise BuildFailed(f"{err.plain} (failed layer kept at {kept})", str(log)) from None
                 raise
-            run.check_reads(key, build_id, playbook, log, manifest)
+            missed = plays.missed_reads(key.label, key.role, playbook, log, manifest)
+            if missed:
+                results.set_missed(build_id, missed)
     except Interrupted as err:
-        run.results.finish_build(build_id, "interrupted", message=str(err))
+        results.finish_build(build_id, "interrupted", message=str(err))
         _discard(tmp)
         raise
     except (BuildFailed, KilnError) as err:
-        run.results.finish_build(build_id, "failed", message=str(err))
+        results.finish_build(build_id, "failed", message=str(err))
         _discard(tmp)
         raise
     except BaseException:
@@ -90,12 +99,9 @@ def build_layer(run: Run, key: ImageKey) -> None:
         provider.deregister(key.region, name)
     tmp.rename(final)
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    image = CloudImage(name, name, "local", created, {**run.image_tags(key, name, source), "fingerprint": fp})
+    image = CloudImage(name, name, "local", created, {**spec.tags, "fingerprint": fp})
     provider.commit(image)
-    run.record(key, image, fp, manifest, origin="built", build_id=build_id)
-    run.counts["built"] += 1
-    run.say(f"{key.label}: built layer {final}")
-    _warn_old_layers(run, provider.layers)
+    return image, build_id, final
 
 
 def _discard(path: Path) -> None:
@@ -104,30 +110,29 @@ def _discard(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _keep_failed(run: Run, layers: Path, tmp: Path, name: str, playbook: str, extra: dict[str, str], task: str) -> Path:
+def _keep_failed(
+    plays: Plays, layers: Path, tmp: Path, name: str, playbook: str, extra: dict[str, str], task: str
+) -> Path:
     """debug=1: keep the failed layer and say the two commands that help."""
     kept = layers / f"failed-{name}"
     _discard(kept)
     tmp.rename(kept)
     enter = f"chroot {shlex.quote(str(kept))} /bin/bash"
-    rerun = ansible_command(kept, run.catalog.root / playbook, extra, verbose=True, start_at=task)
-    layout = run.ansible.play(playbook).layout.env()
+    rerun = ansible_command(kept, plays.root / playbook, extra, verbose=True, start_at=task)
+    layout = plays.layout_env(playbook)
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(layout.items()))
-    run.say(f"the failed layer is kept; enter it with: {enter}")
-    run.say(f"re-run the failing play verbosely with: {env} {shlex.join(rerun)}")
+    plays.say(f"the failed layer is kept; enter it with: {enter}")
+    plays.say(f"re-run the failing play verbosely with: {env} {shlex.join(rerun)}")
     return kept
 
 
-def _warn_old_layers(run: Run, layers: Path) -> None:
-    from tasks.fleet.inventory import mainline
-
-    current = {i for d in run.options.distros for i in mainline(run, d, "local").values()}
+def warn_old_layers(layers: Path, current: set[str], say: Callable[[str], None]) -> None:
     old = [p for p in layers.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in current]
     if not old:
         return
     disk = shutil.disk_usage(layers)
     if len(old) >= WARN_LAYERS or disk.free < WARN_FREE * disk.total:
-        run.say(
+        say(
             f"{len(old)} old layers kept, {human(disk.free)} free on their disk;"
             " doit prune provider=local lists them with their sizes, apply=1 removes them"
         )

@@ -16,15 +16,6 @@ from tasks.errors import KilnError
 
 
 @contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock across processes, held while the block runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        yield
-
-
-@contextlib.contextmanager
 def image_lock(state: Path, name: str, on_wait: Callable[[str], None]) -> Iterator[bool]:
     """Hold the lock for `name`; yields True if another run held it first (so look again)."""
     locks = state / "locks"

@@ -263,7 +263,7 @@ class Plugins:
 
     def ensure(self, plugins: list[Plugin]) -> dict[str, str]:
         """Run `packer init` for this set unless this run did already; source -> version used."""
-        from tasks.build.packer_bin import packer_path, packer_version
+        from tasks.packer_bin import packer_path, packer_version
 
         if not plugins:
             return {}

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from tasks.build import interrupts
 from tasks.build.child_process import run_streamed
-from tasks.build.packer_bin import packer_path
 from tasks.errors import BuildFailed, Interrupted, KilnError
+from tasks.packer_bin import packer_path
 
 _print_lock = threading.Lock()
 KEPT_PACKER_SETTINGS = ("PACKER_PLUGIN_PATH", "PACKER_CONFIG_DIR")

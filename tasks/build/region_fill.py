@@ -11,14 +11,17 @@ so no task waits for one doit has not started: no deadlock with any `-n N`.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from tasks.build import interrupts
+from tasks.catalog.load import Catalog
 from tasks.errors import BuildFailed, Interrupted, KilnError
+from tasks.models import ImageKey
 
 if TYPE_CHECKING:
-    from tasks.cli.session import ImageKey, Run
+    from tasks.decide import CloudIndex, Fingerprints
     from tasks.providers.base import CloudImage
 
 
@@ -30,26 +33,20 @@ class Gate:
     error: BaseException | None = None
 
 
-def home_region(run: Run) -> str:
-    home = run.customer.conf.get("home_region")
-    return str(home) if home in run.options.regions else run.options.regions[0]
-
-
-def build_region(run: Run, key: ImageKey, fp: str) -> ImageKey:
+def build_region(
+    key: ImageKey, fp: str, home: str, catalog: Catalog, fingerprints: Fingerprints, index: CloudIndex
+) -> ImageKey:
     """Where the one build happens: home, if the same fingerprint is wanted there and its
     parent is there already (a parent still being copied would make it wait), else here."""
-    from tasks.cli.session import ImageKey
-
-    home = home_region(run)
     if home == key.region:
         return key
     there = ImageKey(key.role, key.distro, home)
-    if run.fingerprint(there)[0] != fp:
+    if fingerprints(there)[0] != fp:
         return key  # the home region has another vendor release: its image differs
-    parent = run.catalog.roles[key.role].parent
+    parent = catalog.roles[key.role].parent
     if parent is not None:
-        parent_fp = run.fingerprint(ImageKey(parent, key.distro, home))[0]
-        if not run.cloud_images(home).get(parent_fp):
+        parent_fp = fingerprints(ImageKey(parent, key.distro, home))[0]
+        if not index(home).get(parent_fp):
             return key
     return there
 
@@ -64,7 +61,18 @@ def _again(err: BaseException, key: ImageKey, region: str | None) -> BaseExcepti
     return BuildFailed(f"not copied: this run's one build of the image{where} failed ({err})")
 
 
-def once(run: Run, key: ImageKey, fp: str, gates: dict[str, Gate], lock: threading.RLock) -> CloudImage:
+def once(
+    key: ImageKey,
+    fp: str,
+    gates: dict[str, Gate],
+    lock: threading.RLock,
+    *,
+    forced: bool,
+    copy_source: Callable[[ImageKey], CloudImage | None],
+    build_region: Callable[[ImageKey], ImageKey],
+    build_here: Callable[[ImageKey], CloudImage | None],
+    say: Callable[[str], None],
+) -> CloudImage:
     """The image of this fingerprint this run uses for every region: made once, here or elsewhere."""
     with lock:
         gate = gates.get(fp)
@@ -74,7 +82,7 @@ def once(run: Run, key: ImageKey, fp: str, gates: dict[str, Gate], lock: threadi
     if not owner:
         if not gate.done.is_set():
             where = f" in {gate.region}" if gate.region else ""
-            run.say(f"{key.label}: waiting for this run's one build of this fingerprint{where}")
+            say(f"{key.label}: waiting for this run's one build of this fingerprint{where}")
         while not gate.done.wait(0.2):
             if interrupts.interrupted.is_set():
                 raise Interrupted(
@@ -86,15 +94,15 @@ def once(run: Run, key: ImageKey, fp: str, gates: dict[str, Gate], lock: threadi
         return gate.image
     target: ImageKey | None = None
     try:
-        found = None if run.forced(key) else run.copy_source(key, fp)
+        found = None if forced else copy_source(key)
         if found is not None:
             gate.region, gate.image = found.region, found
             return found
-        target = build_region(run, key, fp)
+        target = build_region(key)
         gate.region = target.region
         if target != key:
-            run.say(f"{key.label}: built once, in {target.region}, for every region of this run; then copied here")
-        image = run.build_here(target)
+            say(f"{key.label}: built once, in {target.region}, for every region of this run; then copied here")
+        image = build_here(target)
         if image is None:  # only provider=local builds without an image of the cloud's
             raise KilnError(f"{key.label}: region fill needs a cloud provider (aws, sandbox)")
         gate.image = image

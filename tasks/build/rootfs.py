@@ -12,16 +12,17 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from tasks.build import interrupts
 from tasks.build.child_process import run_streamed
 from tasks.errors import BuildFailed, Interrupted, KilnError
+from tasks.providers.tree_release import mounts_under, processes_in, release
+
+__all__ = ["mounts_under", "processes_in", "release"]
 
 VARIANT = "minbase"
 INCLUDE = ("python3",)
@@ -127,43 +128,6 @@ def copy_tree(src: Path, dest: Path) -> None:
                 f"{dest.parent}: no space left on the device for a new layer; run doit prune provider=local"
             )
         raise KilnError(f"{dest}: cannot copy the parent layer: {detail}")
-
-
-def mounts_under(tree: Path) -> list[str]:
-    root = str(tree.resolve())
-    found = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            point = line.split()[4].replace("\\040", " ")
-            if point == root or point.startswith(root + "/"):
-                found.append(point)
-    return found
-
-
-def processes_in(tree: Path) -> list[int]:
-    root = str(tree.resolve())
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if os.readlink(entry / "root") == root:
-                    pids.append(int(entry.name))
-    return pids
-
-
-def release(tree: Path) -> None:
-    """Stop every process rooted in the tree, then unmount everything under it, deepest first."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        pids = processes_in(tree)
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-        deadline = time.monotonic() + 5
-        while pids and time.monotonic() < deadline:
-            pids = processes_in(tree)
-            time.sleep(0.05)
-    for point in sorted(mounts_under(tree), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
 @contextlib.contextmanager

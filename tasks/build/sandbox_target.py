@@ -16,9 +16,9 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
 from tasks.build.rootfs import (
     _run_logged,
@@ -30,10 +30,9 @@ from tasks.build.rootfs import (
     need_root,
     release,
 )
+from tasks.catalog.load import Catalog
 from tasks.errors import BuildFailed, KilnError
-
-if TYPE_CHECKING:
-    from tasks.cli.session import ImageKey, Run
+from tasks.models import ImageKey
 
 PACKAGES = ("openssh-server", "sudo")
 
@@ -45,9 +44,9 @@ def _chroot(tree: Path, script: str, log: Path, label: str) -> None:
         raise BuildFailed(f"preparing the sandbox target failed: {(lines or ['?'])[-1]}", str(log))
 
 
-def base_target(run: Run, suite: str, user: str, log: Path, label: str) -> Path:
+def base_target(state: Path, suite: str, user: str, log: Path, label: str) -> Path:
     """The debootstrap tree with sshd, sudo and the ssh user: made once, kept in the cache."""
-    cache = run.state / "local" / "cache"
+    cache = state / "local" / "cache"
     tree = cache / f"target-{suite}-{user}"
     done = cache / f"{tree.name}.complete"
     if done.exists() and tree.is_dir():
@@ -97,17 +96,19 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
 
 
 @contextlib.contextmanager
-def sandbox_target(run: Run, key: ImageKey, workdir: Path, log: Path) -> Iterator[dict[str, str]]:
+def sandbox_target(
+    catalog: Catalog, state: Path, provider: Any, key: ImageKey, workdir: Path, log: Path, say: Callable[[str], None]
+) -> Iterator[dict[str, str]]:
     """Packer variables that point its SSH communicator at the target, for one build."""
     need_root()
-    distro = run.catalog.distros[key.distro]
+    distro = catalog.distros[key.distro]
     suite = local_suite(key.distro, str(distro.conf["family"]), distro.conf.get("local"))
     check_tools(key.distro, suite)
     user = str(distro.conf["ssh_user"])
-    base = base_target(run, suite, user, log, key.label)
-    targets = run.state / "sandbox" / "targets"
+    base = base_target(state, suite, user, log, key.label)
+    targets = state / "sandbox" / "targets"
     targets.mkdir(parents=True, exist_ok=True)
-    role = run.catalog.roles[key.role]
+    role = catalog.roles[key.role]
     parent = targets / f"{role.parent}-{key.distro}" if role.parent else None
     tree = targets / f"{key.role}-{key.distro}"
     release(tree)
@@ -122,7 +123,6 @@ def sandbox_target(run: Run, key: ImageKey, workdir: Path, log: Path) -> Iterato
     ssh_dir.mkdir(parents=True, exist_ok=True)
     (ssh_dir / "authorized_keys").write_text(private.with_suffix(".pub").read_text())
     _chown_home(tree, user)
-    provider = run.provider
     ec2 = provider.client("ec2", key.region)
     key_name = f"kiln-target-{key.role}-{os.getpid()}-{int(time.time() * 1000)}"
     public = private.with_suffix(".pub").read_bytes()
@@ -154,7 +154,7 @@ def sandbox_target(run: Run, key: ImageKey, workdir: Path, log: Path) -> Iterato
                     start_new_session=True,
                 )
             _wait_for_port(port, sshd, log)
-            run.say(f"{key.label}: sandbox target {tree} answers SSH on 127.0.0.1:{port}")
+            say(f"{key.label}: sandbox target {tree} answers SSH on 127.0.0.1:{port}")
             yield {
                 "ssh_host": "127.0.0.1",
                 "ssh_port": str(port),

@@ -10,7 +10,7 @@ from tasks.catalog.schema import Field, Loaded, load, read_toml
 from tasks.errors import KilnError, valid_list
 
 # [lifecycle] (customer.toml, overridden key by key in role.toml): what `doit prune` does with
-# old images. Placement of images in time, never content. Checked by tasks/lifecycle.py.
+# old images. Placement of images in time, never content. Checked by tasks/catalog/lifecycle.py.
 _LIFECYCLE = {
     "keep": Field(int),
     "deprecate_after": Field(str),
@@ -271,7 +271,7 @@ class Catalog:
 
             check_distribution(conf["distribution"], conf.path)
         if conf.get("lifecycle"):
-            from tasks.fleet.lifecycle import check_lifecycle
+            from tasks.catalog.lifecycle import check_lifecycle
 
             check_lifecycle(conf["lifecycle"], conf.path)
         return Customer(name, conf, self.root)
@@ -336,7 +336,7 @@ def load_catalog(root: Path) -> Catalog:
         if role.conf.get("instance_type") is not None:
             check_instance_types(role.conf["instance_type"], f"packer/{role.name}/role.toml")
         if role.conf.get("lifecycle"):
-            from tasks.fleet.lifecycle import check_lifecycle
+            from tasks.catalog.lifecycle import check_lifecycle
 
             check_lifecycle(role.conf["lifecycle"], role.conf.path)
     distros: dict[str, Distro] = {}

@@ -1,18 +1,11 @@
-"""`doit lint`: the pre-flight that costs no cloud money. Every role's template, rendered for the
-AWS builder with its real provisioner blocks (both Ansible modes: the command line's distros plus
-one distro of each mode from the catalog), goes through `packer validate` with a placeholder
-variable file; every playbook goes through `ansible-playbook --syntax-check`. Each check is a doit
-task with file dependencies, so an unchanged catalog costs only doit's file checks, and every
-image task depends on its role's and distro's checks: a broken template or playbook stops the
-run before anything is spent. (doit dispatches an image's dependencies in order: its checks come
-before its render and its parent's tree. With `-n N`, an ancestor whose own checks passed may
-start while a descendant's checks still run.)
+"""The lint's checks, which cost no cloud money: `packer validate` of a template rendered for
+the AWS builder with its real provisioner blocks and a placeholder variable file, and
+`ansible-playbook --syntax-check` of a playbook. A finding is a mistake in the user's files
+(exit 3) in one line naming the file and line: for HCL the template line (packer/_templates/...),
+mapped back from the rendered file's line through markers the lint's render puts on every
+line, and the rendered file:line too.
 
-A finding is a mistake in the user's files (exit 3, as every such mistake) in one line naming the file and line:
-for HCL the template line (packer/_templates/...), mapped back from the rendered file's line
-through markers the lint's render puts on every line, and the rendered file:line too.
-
-Imported by `doit list`: Jinja2 and the subprocess work are imported inside the actions only.
+Imported by `doit list`: Jinja2 and the subprocess work are imported inside the checks only.
 """
 
 from __future__ import annotations
@@ -23,18 +16,15 @@ import re
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.cli import failures
 from tasks.errors import KilnError
 
 if TYPE_CHECKING:
-    from tasks.catalog.load import Catalog
-    from tasks.cli.session import Run
+    from tasks.build.packer_plugins import Plugins
+    from tasks.catalog.load import Catalog, Customer
 
 LINT_VERSION = "1"  # bump when what a lint check does changes
 LINT_PROVIDER = "aws"  # the render with the real provisioner blocks (the sandbox's has none)
@@ -86,124 +76,6 @@ def playbook_inputs(root: Path, playbook: str, walked: dict[Path, list[Path]] | 
     return [path, *(f for f in walked[path.parent] if f != path and f not in others)]
 
 
-# -- the tasks -----------------------------------------------------------------------------------
-
-
-@dataclass
-class LintRun:
-    """What one command line's lint did, for the summary line."""
-
-    checks: int = 0
-    ran: int = 0
-    started: float = field(default_factory=time.monotonic)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def done(self) -> None:
-        with self.lock:
-            self.ran += 1
-
-
-def lint_tasks(root: Path) -> Iterator[dict[str, Any]]:
-    from doit.tools import config_changed
-
-    from tasks.cli.image_tasks import current_run
-    from tasks.inputs.render import template_inputs
-
-    run = current_run(root)
-    catalog, o = run.catalog, run.options
-    lint = LintRun()
-    playbooks = [r.playbook for r in catalog.roles.values() if r.playbook is not None]
-    if o.playbook:
-        playbooks.append(o.playbook)
-    names: list[str] = []
-    walked: dict[Path, list[Path]] = {}
-    for playbook in dict.fromkeys(playbooks):
-        name = playbook_check(playbook)
-        names.append(name)
-        yield {
-            "basename": "_lint",
-            "name": name.split(":", 1)[1],
-            "title": lambda task, p=playbook: f"lint {p}",
-            "actions": [(_syntax_action, [run, lint, name, playbook])],
-            "file_dep": [str(f) for f in playbook_inputs(catalog.root, playbook, walked)],
-            "uptodate": [config_changed(LINT_VERSION)],
-        }
-    customer_toml = str(catalog.root / "customers" / o.customer / "customer.toml")
-    plugins_toml = catalog.root / "packer" / "plugins.toml"
-    distros = lint_distros(catalog, o.distros)
-    for role in catalog.roles.values():
-        role_files = [
-            *(str(f) for f in template_inputs(catalog, role, LINT_PROVIDER)),
-            str(catalog.root / "packer" / role.name / "role.toml"),
-            customer_toml,
-            *([str(catalog.root / role.playbook)] if role.playbook else []),
-            # The plugin versions Packer 1.7 and newer validate with (not part of any fingerprint).
-            *([str(plugins_toml)] if plugins_toml.exists() else []),
-        ]
-        for distro in distros:
-            name = template_check(role.name, distro, o.customer)
-            names.append(name)
-            target = lint_path(run, role.name, distro)
-            files = [*role_files, str(catalog.root / "distros" / distro / "distro.toml")]
-            yield {
-                "basename": "_lint",
-                "name": name.split(":", 1)[1],
-                "title": lambda task, r=role.name, d=distro: f"lint {r}/{d}",
-                "actions": [(_validate_action, [run, lint, name, role.name, distro, target])],
-                "file_dep": files,
-                "targets": [str(target)],
-                "uptodate": [config_changed(LINT_VERSION)],
-                "clean": True,
-            }
-    lint.checks = len(names)
-
-    def summary() -> None:
-        took = time.monotonic() - lint.started
-        if lint.ran == 0:
-            text = f"all {lint.checks} checks up to date"
-        else:
-            text = f"{lint.checks} checks ok ({lint.ran} run, {lint.checks - lint.ran} up to date) in {took:.1f}s"
-        sys.stderr.write(f"kiln: lint: {text}\n")
-        sys.stderr.flush()
-
-    yield {
-        "basename": "lint",
-        "doc": "pre-flight, no cloud: packer validate every template (both Ansible modes), ansible-playbook --syntax-check every playbook",
-        "actions": [summary],
-        "task_dep": names,
-        "uptodate": [False],
-        "verbosity": 2,
-    }
-
-
-def lint_path(run: Run, role: str, distro: str) -> Path:
-    """Where the lint's render goes: beside, never over, the build's renders."""
-    return run.state / "lint" / run.options.customer / distro / f"{role}.pkr.hcl"
-
-
-def _validate_action(run: Run, lint: LintRun, name: str, role: str, distro: str, target: Path) -> object:
-    def go() -> None:
-        validate_template(run, role, distro, target)
-        lint.done()
-
-    return failures.action(run.failures, name, go)
-
-
-def _syntax_action(run: Run, lint: LintRun, name: str, playbook: str) -> object:
-    def go() -> None:
-        try:
-            syntax_check(run.catalog, run.state, playbook, run.ansible.layout(playbook).env())
-        except KilnError as found:
-            if "not found" not in str(found):
-                raise
-            # Ansible names one folder; kiln's own search names every place it looked.
-            run.ansible.play(playbook)
-            raise
-        lint.done()
-
-    return failures.action(run.failures, name, go)
-
-
 # -- rendering with line marks -------------------------------------------------------------------
 
 _START, _SEP, _END = "\x1e", "\x1d", "\x1f"
@@ -246,13 +118,12 @@ def split_marks(marked: str) -> tuple[str, list[tuple[str, int]]]:
     return "\n".join(clean), where
 
 
-def render_marked(run: Run, role: str, distro: str) -> tuple[str, list[tuple[str, int]]]:
+def render_marked(catalog: Catalog, customer: Customer, role: str, distro: str) -> tuple[str, list[tuple[str, int]]]:
     from tasks.inputs.render import render_text
 
-    catalog = run.catalog
     r = catalog.roles[role]
     marked = render_text(
-        catalog, r, catalog.distros[distro], run.customer, LINT_PROVIDER, r.playbook, extensions=[_line_marks()]
+        catalog, r, catalog.distros[distro], customer, LINT_PROVIDER, r.playbook, extensions=[_line_marks()]
     )
     return split_marks(marked)
 
@@ -297,20 +168,20 @@ def _tool_env(state: Path) -> dict[str, str]:
     return env
 
 
-def _var_file(run: Run, role: str, target: Path) -> Path:
+def _var_file(catalog: Catalog, role: str, target: Path) -> Path:
     """Placeholder values for the variables without defaults; real paths for the playbook (the
     provisioners check that it exists)."""
-    from tasks.cli.session import hcl_value
+    from tasks.build.var_file import hcl_value
 
-    playbook = run.catalog.roles[role].playbook
+    playbook = catalog.roles[role].playbook
     variables: dict[str, Any] = {
         "region": PLACEHOLDER_REGION,
         "source_ami": "ami-00000000000000000",
         "image_name": f"kiln-lint-{role}",
         "tags": {"built-by": "kiln"},
         "manifest_path": str(target.parent / f"{role}.manifest.json"),
-        "ansible_dir": str(run.catalog.root / "provision" / "ansible"),
-        "playbook_file": str(run.catalog.root / playbook) if playbook else "",
+        "ansible_dir": str(catalog.root / "provision" / "ansible"),
+        "playbook_file": str(catalog.root / playbook) if playbook else "",
     }
     path = target.with_name(f"{role}.pkrvars.hcl")
     path.write_text("".join(f"{k} = {hcl_value(v)}\n" for k, v in sorted(variables.items())))
@@ -345,29 +216,31 @@ def packer_problem(output: str) -> tuple[str, str | None, int | None, int]:
     return summary.rstrip("."), file, line, len(blocks)
 
 
-def validate_template(run: Run, role: str, distro: str, target: Path) -> None:
-    from tasks.build.packer_bin import packer_path, packer_version, uses_plugins
+def validate_template(
+    catalog: Catalog, customer: Customer, state: Path, plugins: Plugins, role: str, distro: str, target: Path
+) -> None:
     from tasks.inputs.render import template_for
+    from tasks.packer_bin import packer_path, packer_version, uses_plugins
 
     packer_version()  # a missing or too old Packer is said before anything is written
-    root = run.catalog.root
-    text, where = render_marked(run, role, distro)
+    root = catalog.root
+    text, where = render_marked(catalog, customer, role, distro)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.stem}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_text(text)
     tmp.replace(target)
-    var_file = _var_file(run, role, target)
+    var_file = _var_file(catalog, role, target)
     log = target.with_name(f"{role}.validate.log")
     log.unlink(missing_ok=True)
     # Validated by whatever Packer is installed: from 1.7 with the plugins block beside a copy.
-    handed = run.plugins.prepare(target, target.with_name(f"{role}.packer"))[0] if uses_plugins() else target
+    handed = plugins.prepare(target, target.with_name(f"{role}.packer"))[0] if uses_plugins() else target
     proc = subprocess.run(
         [packer_path(), "validate", f"-var-file={var_file}", str(handed)],
         capture_output=True,
         text=True,
         check=False,
         cwd=target.parent,
-        env=_tool_env(run.state),
+        env=_tool_env(state),
         stdin=subprocess.DEVNULL,
     )
     if proc.returncode == 0:
@@ -377,20 +250,20 @@ def validate_template(run: Run, role: str, distro: str, target: Path) -> None:
     summary, file, line, count = packer_problem(output)
     more = f" (and {count - 1} more)" if count > 1 else ""
     rendered = _shown(root, target)
-    _, template = template_for(run.catalog, run.catalog.roles[role], LINT_PROVIDER)
+    _, template = template_for(catalog, catalog.roles[role], LINT_PROVIDER)
     if file is not None and line is not None and Path(file).name == target.name:
         source, source_line = where[line - 1] if 0 < line <= len(where) else (template, 0)
         at = f"{_shown(root, source)}:{source_line}" if source_line else _shown(root, source)
         raise finding(
-            f"{at}: packer validate: {summary}{more} (rendered {rendered}:{line}; {distro}, provisioner {_mode(run, distro)})",
+            f"{at}: packer validate: {summary}{more} (rendered {rendered}:{line}; {distro}, provisioner {_mode(catalog, distro)})",
             _shown(root, log),
         )
     at = f"{_shown(root, file)}:{line}" if file and line else f"{rendered} (from {template})"
     raise finding(f"{at}: packer validate: {summary}{more}", _shown(root, log))
 
 
-def _mode(run: Run, distro: str) -> str:
-    return "ansible-local" if run.catalog.distros[distro].ansible_mode == "local" else "ansible"
+def _mode(catalog: Catalog, distro: str) -> str:
+    return "ansible-local" if catalog.distros[distro].ansible_mode == "local" else "ansible"
 
 
 # -- ansible-playbook --syntax-check -------------------------------------------------------------

@@ -2,42 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from tasks.cli.reporter import KilnReporter
-
-
-def state_dir(root: Path) -> Path:
-    try:
-        with (root / "pyproject.toml").open("rb") as fh:
-            state = tomllib.load(fh).get("tool", {}).get("kiln", {}).get("state", ".kiln")
-    except (OSError, tomllib.TOMLDecodeError):
-        state = ".kiln"  # the task generators report a broken pyproject.toml in one line
-    return root / str(state)
-
-
-# Why the state folder cannot be used, if it cannot: the task generators say it in one line.
-STATE_PROBLEM: list[str] = []
-
-
-def _writable(state: Path) -> str | None:
-    try:
-        state.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=state, prefix=".probe-")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        return f"{state}: kiln's state folder is not writable ({err.strerror}); make it writable or set [tool.kiln] state in pyproject.toml"
-    return None
+from tasks.cli.state_folder import STATE_PROBLEM, state_dir, writable
 
 
 def doit_config(root: Path) -> dict[str, Any]:
     state = state_dir(root)
-    problem = _writable(state)
+    problem = writable(state)
     STATE_PROBLEM[:] = [problem] if problem else []
     # doit opens its dependency file before any task generator can speak: give it a scratch
     # one, so that the generators report the problem in one line instead of doit's traceback.

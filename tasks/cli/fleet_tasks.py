@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from tasks.cli import failures
-from tasks.cli.image_tasks import current_run
+from tasks.cli.command_line import current_run
 from tasks.cli.options import cmdline_vars
-from tasks.cli.session import Run
+from tasks.cli.session import Session
 
 
-def _regions(run: Run) -> list[str]:
+def _regions(run: Session) -> list[str]:
     """Regions named on the command line, else the customer's and every one the database knows."""
     if "region" in cmdline_vars():
         return list(run.options.regions)
@@ -26,7 +26,7 @@ def _regions(run: Run) -> list[str]:
     return sorted(set(run.options.regions) | {str(r["region"]) for r in known})
 
 
-def _aws_only(run: Run, command: str) -> None:
+def _aws_only(run: Session, command: str) -> None:
     if run.options.provider not in ("aws", "sandbox"):
         from tasks.errors import KilnError
 

@@ -14,36 +14,12 @@ from doit.tools import config_changed
 from tasks.catalog.load import Catalog, load_catalog
 from tasks.checks.lint import playbook_check, template_check
 from tasks.cli import failures
-from tasks.cli.session import ImageKey, Run
-from tasks.errors import KilnError
+from tasks.cli.command_line import current_run
+from tasks.cli.session import Session
 from tasks.inputs.render import render_text, template_inputs, write_rendered
+from tasks.models import ImageKey
 
-# The run of this doit command line, for the reporter (which learns the selected tasks). Keyed
-# by doit's variables dict, which doit makes anew for every command line (tests run several
-# command lines in one process).
-CURRENT: list[Run] = []
-_FOR_VARS: list[object] = []
 RENDER_VERSION = "1"  # bump when render.py changes what it writes
-
-
-def current_run(root: Path) -> Run:
-    """The Run of this command line, made on the first call of any task generator."""
-    from doit import doit_cmd
-
-    from tasks.cli.config import STATE_PROBLEM
-    from tasks.cli.options import read_options
-
-    if STATE_PROBLEM:
-        raise InvalidCommand(STATE_PROBLEM[0])
-    if not CURRENT or _FOR_VARS[0] is not doit_cmd._CMDLINE_VARS:
-        try:
-            catalog = load_catalog(root)
-            run = Run(catalog, read_options(catalog))
-        except KilnError as err:
-            raise InvalidCommand(str(err)) from None
-        CURRENT[:] = [run]
-        _FOR_VARS[:] = [doit_cmd._CMDLINE_VARS]
-    return CURRENT[0]
 
 
 def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
@@ -84,7 +60,7 @@ def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
             yield _render_task(run, catalog, role.name, distro)
 
 
-def _render_task(run: Run, catalog: Catalog, role: str, distro: str) -> dict[str, Any]:
+def _render_task(run: Session, catalog: Catalog, role: str, distro: str) -> dict[str, Any]:
     o = run.options
     files = [
         *template_inputs(catalog, catalog.roles[role], run.render_as),
@@ -105,7 +81,7 @@ def _render_task(run: Run, catalog: Catalog, role: str, distro: str) -> dict[str
     }
 
 
-def _render(run: Run, name: str, role: str, distro: str, target: Path) -> object:
+def _render(run: Session, name: str, role: str, distro: str, target: Path) -> object:
     def go() -> None:
         catalog = run.catalog
         r = catalog.roles[role]
@@ -115,11 +91,11 @@ def _render(run: Run, name: str, role: str, distro: str, target: Path) -> object
     return failures.action(run.failures, name, go)
 
 
-def _is_current(task: Any, values: Any, run: Run, key: ImageKey) -> bool:
+def _is_current(task: Any, values: Any, run: Session, key: ImageKey) -> bool:
     return failures.uptodate(run.failures, key.task, lambda: run.is_current(key) and _shared(run, key))
 
 
-def _build(run: Run, key: ImageKey) -> object:
+def _build(run: Session, key: ImageKey) -> object:
     def go() -> None:
         run.build(key)
         _shared(run, key)
@@ -127,7 +103,7 @@ def _build(run: Run, key: ImageKey) -> object:
     return failures.action(run.failures, key.task, go)
 
 
-def _shared(run: Run, key: ImageKey) -> bool:
+def _shared(run: Session, key: ImageKey) -> bool:
     """The image is there: it gets the customer's launch permissions (no call when the
     results database says it has them already)."""
     from tasks.fleet.sharing import share_current

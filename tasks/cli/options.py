@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from dataclasses import dataclass, field
 from functools import cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -17,6 +16,9 @@ from doit import doit_cmd
 
 from tasks.catalog.load import Catalog
 from tasks.errors import KilnError, valid_list
+from tasks.models import Options
+
+__all__ = ["Options", "read_options"]
 
 PROVIDERS = ("aws", "sandbox", "local", "azure")
 FORCE_VALUES = ("0", "1", "chain")
@@ -40,20 +42,6 @@ KNOWN_VARIABLES = (
     "subnet",
     "provision",
 )
-
-
-@dataclass(frozen=True)
-class Options:
-    provider: str
-    customer: str
-    distros: tuple[str, ...]
-    regions: tuple[str, ...]
-    force: str = "0"
-    playbook: str | None = None
-    debug: bool = False
-    copy: bool = True
-    provision: bool = False
-    provenance: dict[str, str] = field(default_factory=dict)
 
 
 def cmdline_vars() -> dict[str, str]:

@@ -35,7 +35,7 @@ class KilnReporter:
         return str(task.title()) if ":" in task.name else str(task.name)
 
     def initialize(self, tasks: Any, selected_tasks: list[str] | None) -> None:
-        from tasks.cli.image_tasks import CURRENT
+        from tasks.cli.command_line import CURRENT
 
         interrupts.install()
         if CURRENT:
@@ -83,7 +83,7 @@ class KilnReporter:
         pass
 
     def complete_run(self) -> None:
-        from tasks.cli.image_tasks import CURRENT
+        from tasks.cli.command_line import CURRENT
 
         if CURRENT:
             CURRENT[0].settle()

@@ -219,7 +219,7 @@ def _say(text: str) -> None:
 
 
 def watch_command(root: Path, pos: list[str]) -> None:
-    from tasks.cli.image_tasks import current_run
+    from tasks.cli.command_line import current_run
 
     variables = cmdline_vars()
     named = [r.strip() for r in variables.get("role", "").split(",") if r.strip()]

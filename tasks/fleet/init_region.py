@@ -11,10 +11,10 @@ import tomli_w
 from tasks.errors import KilnError
 
 if TYPE_CHECKING:
-    from tasks.cli.session import Run
+    from tasks.fleet.context import Context
 
 
-def _describe(run: Run, region: str, what: str, **kwargs: Any) -> list[dict[str, Any]]:
+def _describe(run: Context, region: str, what: str, **kwargs: Any) -> list[dict[str, Any]]:
     ec2 = run.provider.client("ec2", region)
     op = {"Vpcs": ec2.describe_vpcs, "Subnets": ec2.describe_subnets}[what]
     found: list[dict[str, Any]] = run.provider.call(f"ec2 Describe{what} in {region}", lambda: op(**kwargs)).get(
@@ -23,7 +23,7 @@ def _describe(run: Run, region: str, what: str, **kwargs: Any) -> list[dict[str,
     return found
 
 
-def discover(run: Run, region: str, vpc: str | None, subnet: str | None) -> dict[str, Any]:
+def discover(run: Context, region: str, vpc: str | None, subnet: str | None) -> dict[str, Any]:
     if subnet and not vpc:  # a subnet names its VPC
         found = _describe(run, region, "Subnets", Filters=[{"Name": "subnet-id", "Values": [subnet]}])
         if not found:
@@ -90,7 +90,7 @@ def key_text(key: str, value: Any) -> str:
     return _comment(COMMENTS[key]) + tomli_w.dumps({key: value})
 
 
-def init_region_command(run: Run, named: dict[str, str]) -> str:
+def init_region_command(run: Context, named: dict[str, str]) -> str:
     if "region" not in named or len(run.options.regions) != 1:
         raise KilnError("variable region: name exactly one region, e.g. doit init-region region=eu-west-1")
     region = run.options.regions[0]

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from tasks.errors import KilnError, valid_list
 
 if TYPE_CHECKING:
-    from tasks.cli.session import Run
+    from tasks.fleet.context import Context
 
 
-def inputs_command(run: Run, roles: list[str], fmt: str) -> str:
+def inputs_command(run: Context, roles: list[str], fmt: str) -> str:
     from tasks.inputs.fingerprints import input_files, tool_versions
 
     if len(roles) != 1:

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.errors import KilnError
 from tasks.fleet.sharing import shared_with, short
+from tasks.models import ImageKey
+from tasks.records.current import current_row, revoked_below
 
 if TYPE_CHECKING:
-    from tasks.cli.session import Run
+    from tasks.fleet.context import Context
 
 
 @dataclass(frozen=True)
@@ -66,48 +68,21 @@ def age(created: str) -> str:
     return f"{seconds}s"
 
 
-def current_row(run: Run, role: str, distro: str, region: str) -> sqlite3.Row | None:
-    """The image the catalog uses now: the newest mainline one that was not lost."""
-    o = run.options
-    rows = run.results.read(
-        "SELECT * FROM images WHERE provider=? AND customer=? AND distro=? AND region=? AND role=?"
-        " AND state IN ('available', 'revoked') AND playbook_override IS NULL ORDER BY created_at DESC, id DESC LIMIT 1",
-        (o.provider, o.customer, distro, region, role),
-    )
-    return rows[0] if rows else None
-
-
-def revoked_below(run: Run, row: sqlite3.Row) -> str | None:
-    """The revoked ancestor this image was built on, if any (by recorded parent image ids)."""
-    seen: set[str] = set()
-    parent = row["parent_image"]
-    while parent and parent not in seen:
-        seen.add(parent)
-        found = run.results.by_image(parent)
-        if not found:
-            return None
-        if any(r["state"] == "revoked" for r in found):
-            return str(parent)
-        parent = found[-1]["parent_image"]
-    return None
-
-
-def status_of(run: Run, role: str, distro: str, region: str) -> tuple[sqlite3.Row | None, str, str]:
+def status_of(run: Context, role: str, distro: str, region: str) -> tuple[sqlite3.Row | None, str, str]:
     """(current row, status, wanted fingerprint)."""
-    from tasks.cli.session import ImageKey
-
-    row = current_row(run, role, distro, region)
+    o = run.options
+    row = current_row(run.results, o.provider, o.customer, role, distro, region)
     wanted = run.fingerprint(ImageKey(role, distro, region))[0]
     if row is None:
         return None, "missing", wanted
     if row["state"] == "revoked":
         return row, "revoked", wanted
-    if revoked_below(run, row):
+    if revoked_below(run.results, row):
         return row, "parent revoked", wanted
     return row, "up to date" if row["fingerprint"] == wanted else "stale", wanted
 
 
-def scope(run: Run) -> tuple[list[str], list[str], list[str]]:
+def scope(run: Context) -> tuple[list[str], list[str], list[str]]:
     """Roles, distros and regions to show: those named on the command line, else every one the
     database holds for this provider and customer."""
     import doit.doit_cmd
@@ -129,7 +104,7 @@ def scope(run: Run) -> tuple[list[str], list[str], list[str]]:
     return roles, distros, regions
 
 
-def inventory(run: Run, roles: list[str], distros: list[str], regions: list[str]) -> list[Entry]:
+def inventory(run: Context, roles: list[str], distros: list[str], regions: list[str]) -> list[Entry]:
     o = run.options
     out: list[Entry] = []
     shares = shared_with(run, o.provider)
@@ -204,7 +179,7 @@ def render(entries: list[Entry], fmt: str) -> str:
 FORMATS = ("table", "json", "toml", "properties")
 
 
-def images_command(run: Run, fmt: str) -> str:
+def images_command(run: Context, fmt: str) -> str:
     if fmt not in FORMATS:
         raise KilnError(f"variable format: {fmt!r} is not valid; valid: {', '.join(FORMATS)}")
     run.offline = True
@@ -213,7 +188,7 @@ def images_command(run: Run, fmt: str) -> str:
     return render(entries, fmt)
 
 
-def _say_totals(run: Run, entries: list[Entry]) -> None:
+def _say_totals(run: Context, entries: list[Entry]) -> None:
     """What the images shown keep and what building them took, on stderr (stdout is the document)."""
     import sys
 
@@ -235,13 +210,3 @@ def _say_totals(run: Run, entries: list[Entry]) -> None:
     if seconds:
         text += f"; the builds that made them took {float(seconds) / 3600:.3f} instance-hours (copies took none)"
     sys.stderr.write(f"kiln: images: {text}; EBS snapshots are incremental, so they hold at most this\n")
-
-
-def mainline(run: Run, distro: str, region: str) -> dict[str, str]:
-    """role -> current usable image id, for the exports (revoked and missing left out)."""
-    out: dict[str, str] = {}
-    for role in run.catalog.topological():
-        row = current_row(run, role, distro, region)
-        if row is not None and row["state"] == "available":
-            out[role] = str(row["image_id"])
-    return out

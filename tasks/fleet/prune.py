@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.build.rootfs import human, release, tree_size
 from tasks.errors import KilnError
-from tasks.fleet.inventory import age, mainline
+from tasks.fleet.inventory import age
 from tasks.fleet.lifecycle import Facts, Policy, created_at, decide, policy
 from tasks.fleet.sharing import forget
 from tasks.providers.base import CloudImage
+from tasks.records.current import mainline
 
 if TYPE_CHECKING:
-    from tasks.cli.session import Run
+    from tasks.fleet.context import Context
 
 
 @dataclass
@@ -39,7 +40,7 @@ def _pages(client: Any, op: str, key: str, **kwargs: Any) -> list[dict[str, Any]
     return out
 
 
-def users(run: Run, region: str, candidates: set[str]) -> dict[str, str]:
+def users(run: Context, region: str, candidates: set[str]) -> dict[str, str]:
     """image id -> what uses it, for the candidates: launch templates, launch configurations and
     the Auto Scaling groups that launch from them, instances."""
     if not candidates:
@@ -110,12 +111,10 @@ def users(run: Run, region: str, candidates: set[str]) -> dict[str, str]:
     return held
 
 
-def exported(run: Run, distros: set[str], region: str) -> set[str]:
-    from tasks.records.exports import export_paths
-
+def exported(run: Context, distros: set[str], region: str) -> set[str]:
     ids: set[str] = set()
     for distro in distros:
-        for path in export_paths(run, distro, region).values():
+        for path in run.exports.paths(distro, region).values():
             try:
                 text = path.read_text()
             except OSError:
@@ -130,7 +129,7 @@ def _deprecated(image: CloudImage, now: datetime) -> bool:
     return at is not None and at <= now + timedelta(hours=1)
 
 
-def _policy(run: Run, role: str, keep: int | None) -> Policy:
+def _policy(run: Context, role: str, keep: int | None) -> Policy:
     known = run.catalog.roles.get(role)
     return policy(
         (run.customer.conf.path, run.customer.conf.get("lifecycle")),
@@ -139,7 +138,7 @@ def _policy(run: Run, role: str, keep: int | None) -> Policy:
     )
 
 
-def plan(run: Run, region: str, keep: int | None, now: datetime | None = None) -> list[Verdict]:
+def plan(run: Context, region: str, keep: int | None, now: datetime | None = None) -> list[Verdict]:
     """The lifecycle policy's verdict on each of kiln's images of this customer in the region."""
     o = run.options
     now = now or datetime.now(UTC)
@@ -152,7 +151,13 @@ def plan(run: Run, region: str, keep: int | None, now: datetime | None = None) -
     for image in images:
         groups.setdefault(f"{image.tags['kiln-role']}/{image.tags.get('distro-id', '?')}", []).append(image)
     distros = {i.tags.get("distro-id", "") for i in images}
-    current = {i for d in distros for i in mainline(run, d, region).values()}
+    current = {
+        i
+        for d in distros
+        for i in mainline(
+            run.results, run.options.provider, run.options.customer, run.catalog.topological(), d, region
+        ).values()
+    }
     in_exports = exported(run, distros, region)
     # Channels, once they exist, hold their images here too.
     held = {i.image_id: "current in the results database" for i in images if i.image_id in current}
@@ -186,7 +191,7 @@ def plan(run: Run, region: str, keep: int | None, now: datetime | None = None) -
 ACTIONS = ("deprecate", "disable", "deregister")
 
 
-def prune_command(run: Run, regions: list[str], keep_text: str, apply: bool) -> str:
+def prune_command(run: Context, regions: list[str], keep_text: str, apply: bool) -> str:
     if keep_text and (not keep_text.isdigit() or int(keep_text) < 1):
         raise KilnError(
             f"variable keep: {keep_text!r} is not valid; keep=N with N >= 1 (the newest N of each role stay)"

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 from tasks.errors import KilnError
 
 if TYPE_CHECKING:
-    from tasks.cli.session import Run
+    from tasks.fleet.context import Context
 
 
-def descendants(run: Run, image_id: str) -> list[str]:
+def descendants(run: Context, image_id: str) -> list[str]:
     out: list[str] = []
     todo = [image_id]
     while todo:
@@ -28,7 +28,7 @@ def descendants(run: Run, image_id: str) -> list[str]:
     return out
 
 
-def copies(run: Run, image_id: str) -> list[tuple[str, str]]:
+def copies(run: Context, image_id: str) -> list[tuple[str, str]]:
     """(image id, region) of the image and every copy of the same bits: its source if it is a
     copy, and the copies made from any of them."""
     found: dict[str, str] = {}
@@ -52,7 +52,7 @@ def copies(run: Run, image_id: str) -> list[tuple[str, str]]:
     return sorted(found.items(), key=lambda item: (item[0] != image_id, item[1]))
 
 
-def revoke_command(run: Run, image_id: str, reason: str) -> str:
+def revoke_command(run: Context, image_id: str, reason: str) -> str:
     if not image_id:
         raise KilnError(
             'variable image: name the image to revoke, e.g. doit revoke image=ami-0123 reason="CVE-2026-1234"'

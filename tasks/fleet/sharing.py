@@ -23,7 +23,8 @@ from tasks.providers.base import CloudImage
 from tasks.records.results import now
 
 if TYPE_CHECKING:
-    from tasks.cli.session import ImageKey, Run
+    from tasks.fleet.context import Context
+    from tasks.models import ImageKey
 
 Shared = dict[str, list[str]]
 _KINDS = (("accounts", "UserId"), ("organizations", "OrganizationArn"), ("ous", "OrganizationalUnitArn"))
@@ -40,18 +41,18 @@ class _RunState:
     hinted: set[str] = field(default_factory=set)
 
 
-_STATES: weakref.WeakKeyDictionary[Run, _RunState] = weakref.WeakKeyDictionary()
+_STATES: weakref.WeakKeyDictionary[Context, _RunState] = weakref.WeakKeyDictionary()
 _STATES_LOCK = threading.Lock()
 
 
-def _state(run: Run) -> _RunState:
+def _state(run: Context) -> _RunState:
     with _STATES_LOCK:
         if run not in _STATES:
             _STATES[run] = _RunState()
         return _STATES[run]
 
 
-def _recorded(run: Run, region: str) -> dict[str, Shared]:
+def _recorded(run: Context, region: str) -> dict[str, Shared]:
     """This region's share records: one SQLite read per run and region."""
     st = _state(run)
     with st.lock:
@@ -67,7 +68,7 @@ def _recorded(run: Run, region: str) -> dict[str, Shared]:
         return st.recorded[region]
 
 
-def share_current(run: Run, key: ImageKey) -> None:
+def share_current(run: Context, key: ImageKey) -> None:
     """After an image task: its current image gets the wanted set; so do the region's images
     shared before whose record differs."""
     dist = distribution(run.customer.conf, run.options.provider)
@@ -80,7 +81,7 @@ def share_current(run: Run, key: ImageKey) -> None:
     _sweep(run, key.region, dist)
 
 
-def _sweep(run: Run, region: str, dist: Distribution) -> None:
+def _sweep(run: Context, region: str, dist: Distribution) -> None:
     st = _state(run)
     with st.lock:
         if region in st.swept:
@@ -95,7 +96,7 @@ def _sweep(run: Run, region: str, dist: Distribution) -> None:
             apply(run, f"{region}: earlier image", image, dist)
 
 
-def apply(run: Run, label: str, image: CloudImage, dist: Distribution) -> bool:
+def apply(run: Context, label: str, image: CloudImage, dist: Distribution) -> bool:
     """Give the image exactly the wanted launch permissions (and its snapshots the accounts'
     create-volume permission). False when the record said it has them already."""
     region, image_id = image.region, image.image_id
@@ -135,7 +136,7 @@ def apply(run: Run, label: str, image: CloudImage, dist: Distribution) -> bool:
     return True
 
 
-def _share_snapshots(run: Run, image: CloudImage, accounts: set[str]) -> None:
+def _share_snapshots(run: Context, image: CloudImage, accounts: set[str]) -> None:
     provider = run.provider
     region = image.region
     ec2 = provider.client("ec2", region)
@@ -170,7 +171,7 @@ def _share_snapshots(run: Run, image: CloudImage, accounts: set[str]) -> None:
             )
 
 
-def _key_hint(run: Run, region: str, dist: Distribution) -> None:
+def _key_hint(run: Context, region: str, dist: Distribution) -> None:
     """Once per run and region: which key's policy must let the consumers in."""
     st = _state(run)
     with st.lock:
@@ -206,7 +207,7 @@ def describe(shared: Shared) -> str:
     return "; ".join(parts) or "no one"
 
 
-def shared_with(run: Run, provider: str) -> dict[tuple[str, str, str], list[str]]:
+def shared_with(run: Context, provider: str) -> dict[tuple[str, str, str], list[str]]:
     """(account, region, image id) -> with whom the database says the image is shared, in one
     read and no cloud call: for `doit images`."""
     rows = run.results.read("SELECT account, region, image_id, shared FROM shares WHERE provider=?", (provider,))
@@ -218,7 +219,7 @@ def shared_with(run: Run, provider: str) -> dict[tuple[str, str, str], list[str]
     return out
 
 
-def forget(run: Run, region: str, image_id: str) -> None:
+def forget(run: Context, region: str, image_id: str) -> None:
     """A disabled or deregistered image has no launch permissions left (AWS removes them on
     DisableImage): drop its record, so re-enabling it would share it anew."""
     with run.results.write() as con:

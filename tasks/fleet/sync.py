@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from tasks.records.results import ImageRow
 
 if TYPE_CHECKING:
-    from tasks.cli.session import Run
+    from tasks.fleet.context import Context
 
 
-def sync_command(run: Run, regions: list[str]) -> str:
+def sync_command(run: Context, regions: list[str]) -> str:
     o = run.options
     provider = run.provider
     account = provider.account()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tasks.errors import BuildFailed, KilnError
 
 if TYPE_CHECKING:
-    from tasks.cli.session import Run
+    from tasks.fleet.context import Context
 
 
 @dataclass
@@ -36,19 +36,19 @@ def _run(checks: list[Check], name: str, where: str, fn: Callable[[], str], bloc
 
 
 def _packer() -> str:
-    from tasks.build.packer_bin import packer_path, packer_version, uses_plugins
+    from tasks.packer_bin import packer_path, packer_version, uses_plugins
 
     if not uses_plugins():
         return f"{packer_path()} version {packer_version()} (amazon, azure and ansible built in: no plugins needed)"
     return f"{packer_path()} version {packer_version()} (plugins from packer/plugins.toml, installed by packer init)"
 
 
-def plugins(run: Run) -> str:
+def plugins(run: Context) -> str:
     """Which of the catalog's plugins this Packer has, and whether the ones this provider's
     templates use are among them."""
-    from tasks.build.packer_bin import packer_path, packer_version
     from tasks.build.packer_plugins import CATALOG, in_use, installed, needed
     from tasks.inputs.render import render_text
+    from tasks.packer_bin import packer_path, packer_version
 
     catalog = run.catalog
     wanted: set[str] = set()
@@ -73,7 +73,7 @@ def plugins(run: Run) -> str:
     return ", ".join(parts) if parts else f"{CATALOG} lists none"
 
 
-def network(run: Run, region: str) -> str:
+def network(run: Context, region: str) -> str:
     """The package file's network in the region: the VPC, the subnet and the security groups
     exist and belong together, and what its ssh_interface needs is there."""
     provider = run.provider
@@ -159,12 +159,12 @@ def network(run: Run, region: str) -> str:
     return ", ".join(details)
 
 
-def validate_command(run: Run) -> str:
+def validate_command(run: Context) -> str:
     provider = run.provider
     conf = run.customer.conf
     checks: list[Check] = []
     if _run(checks, "packer", "PATH", _packer):
-        from tasks.build.packer_bin import uses_plugins
+        from tasks.packer_bin import uses_plugins
 
         if uses_plugins():
             _run(checks, "plugins", "packer", partial(plugins, run))

@@ -10,10 +10,11 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from tasks.errors import KilnError
-from tasks.fleet.inventory import age, revoked_below, scope, status_of
+from tasks.fleet.inventory import age, scope, status_of
+from tasks.records.current import revoked_below
 
 if TYPE_CHECKING:
-    from tasks.cli.session import Run
+    from tasks.fleet.context import Context
 
 
 def _settings(kind: str, old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -58,8 +59,8 @@ def manifest_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return lines
 
 
-def explain(run: Run, role: str, distro: str, region: str, depth: int = 0) -> list[str]:
-    from tasks.cli.session import ImageKey
+def explain(run: Context, role: str, distro: str, region: str, depth: int = 0) -> list[str]:
+    from tasks.models import ImageKey
 
     pad = "  " * depth
     label = f"{role}/{distro}/{region}"
@@ -73,7 +74,7 @@ def explain(run: Run, role: str, distro: str, region: str, depth: int = 0) -> li
     if status == "revoked":
         return [f"{head} is revoked ({row['revoked_reason']}): the next run rebuilds it"]
     if status == "parent revoked":
-        return [f"{head} is stale: it was built on {revoked_below(run, row)}, which is revoked"]
+        return [f"{head} is stale: it was built on {revoked_below(run.results, row)}, which is revoked"]
     old = json.loads(row["manifest"])
     if not old.get("files") and not old.get("template"):
         return [f"{head} is stale; its manifest is unknown (recorded by `doit sync` from the cloud's tags)"]
@@ -92,7 +93,7 @@ def explain(run: Run, role: str, distro: str, region: str, depth: int = 0) -> li
     return lines + after
 
 
-def _recorded(run: Run, row: Any, pad: str) -> list[str]:
+def _recorded(run: Context, row: Any, pad: str) -> list[str]:
     """What the read audit found when the image was built, and the tools it was built with."""
     lines = [
         f"{pad}  missed   {name}: the play read it but it is not an input; a change to it would not rebuild"
@@ -105,7 +106,7 @@ def _recorded(run: Run, row: Any, pad: str) -> list[str]:
     return lines
 
 
-def why_command(run: Run, roles: list[str]) -> str:
+def why_command(run: Context, roles: list[str]) -> str:
     if not roles:
         raise KilnError("doit why: name a role, e.g. `doit why core` or `doit why role=core`")
     for r in roles:

@@ -9,9 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.inputs.ansible_inputs import PlayInputs, playbook_inputs
+from tasks.inputs.ansible_inputs import playbook_inputs
 from tasks.inputs.ansible_layout import Layout, layout_for
 from tasks.inputs.galaxy import installed_requirements
+from tasks.inputs.play_inputs import PlayInputs
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tasks.build.locks import file_lock
 from tasks.errors import KilnError
+from tasks.file_lock import file_lock
 from tasks.inputs.statcache import walk_files
 from tasks.inputs.yaml_files import load_yaml, read_text
 

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tasks.build.packer_bin import packer_path, packer_version
 from tasks.catalog.load import Catalog, Customer, Distro, Role
 from tasks.errors import KilnError
+from tasks.packer_bin import packer_path, packer_version
 
 TEMPLATES = "packer/_templates"
 # Which shared template builds for each provider.

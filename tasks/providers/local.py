@@ -100,7 +100,7 @@ class LocalProvider:
         self.commit(CloudImage(found.image_id, found.name, found.region, found.created, {**found.tags, **tags}))
 
     def deregister(self, region: str, image_id: str) -> None:
-        from tasks.build.rootfs import release
+        from tasks.providers.tree_release import release
 
         tree = self.tree(image_id)
         self._meta(image_id).unlink(missing_ok=True)  # uncommitted first: never half-found

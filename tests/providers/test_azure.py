@@ -31,9 +31,9 @@ from conftest import Kiln
 from doit.cmd_base import ModuleTaskLoader
 from doit.doit_cmd import DoitMain
 
-from tasks.build.packer_bin import packer_path, packer_version
 from tasks.build.packer_run import parse_artifact
-from tasks.cli.session import hcl_value
+from tasks.build.var_file import hcl_value
+from tasks.packer_bin import packer_path, packer_version
 
 SUB = "00000000-0000-0000-0000-000000000000"
 RG = "paxata-images"

@@ -13,9 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import Kiln, copy_catalog, mounts_under, rooted_in, seed_rootfs
-from test_concurrency import start
-from test_errors import failure_line
+from conftest import Kiln, copy_catalog, failure_line, mounts_under, rooted_in, seed_rootfs, start
 
 LOCAL = ("provider=local", "distro=debian-12")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provider=local needs root")

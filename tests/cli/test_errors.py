@@ -7,27 +7,9 @@ import stat
 from pathlib import Path
 
 import pytest
-from conftest import Kiln
+from conftest import Kiln, failure_line, one_line_error
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
-
-
-def one_line_error(proc_stderr: str, *words: str) -> str:
-    assert "Traceback" not in proc_stderr, proc_stderr
-    errors = [line for line in proc_stderr.splitlines() if line.startswith("ERROR:")]
-    assert len(errors) == 1, proc_stderr
-    for word in words:
-        assert word in errors[0], errors[0]
-    return errors[0]
-
-
-def failure_line(proc_stderr: str, *words: str) -> str:
-    """An error found while running: the reporter's one `kiln: <what>: <message>` line."""
-    assert "Traceback" not in proc_stderr, proc_stderr
-    lines = [line for line in proc_stderr.splitlines() if all(w in line for w in words)]
-    assert len(lines) == 1, proc_stderr
-    assert lines[0].startswith("kiln: ")
-    return lines[0]
 
 
 @pytest.mark.parametrize(

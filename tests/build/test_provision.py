@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from ansible_content import ordinary_layout
-from conftest import Kiln, rooted_in, seed_rootfs
-from test_errors import one_line_error
+from conftest import Kiln, one_line_error, rooted_in, seed_rootfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox target is a chroot: it needs root")
 SANDBOX = ("provider=sandbox", "region=us-east-1")

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Kiln
-from test_errors import one_line_error
+from conftest import Kiln, one_line_error
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 EXPERIMENT = "---\n- name: An experiment\n  hosts: all\n  tasks: []\n"

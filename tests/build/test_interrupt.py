@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Kiln
+from conftest import Kiln, leftovers
 
 
 def start_build(kiln: Kiln) -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -39,19 +39,6 @@ def start_build(kiln: Kiln) -> tuple[subprocess.Popen[str], dict[str, str]]:
             return proc, env
     proc.wait()
     raise AssertionError("the build never reached SSH:\n" + "".join(seen) + proc.stderr.read())  # type: ignore[union-attr]
-
-
-def leftovers(kiln: Kiln) -> tuple[list[str], list[str], list[str]]:
-    ec2 = kiln.ec2("eu-west-1")
-    running = [
-        i["InstanceId"]
-        for r in ec2.describe_instances()["Reservations"]
-        for i in r["Instances"]
-        if i["State"]["Name"] not in ("terminated", "shutting-down")
-    ]
-    keys = [k["KeyName"] for k in ec2.describe_key_pairs()["KeyPairs"]]
-    groups = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"] != "default"]
-    return running, keys, groups
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -10,9 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from conftest import Kiln, sandbox_client
-from test_errors import failure_line
-from test_faults import wrapper
+from conftest import Kiln, failure_line, sandbox_client, wrapper
 
 CUSTOMER = "customers/paxata/customer.toml"
 ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"

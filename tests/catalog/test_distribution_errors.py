@@ -4,8 +4,7 @@ what would be right, exit code 3, before anything runs (so `doit list` says it t
 from __future__ import annotations
 
 import pytest
-from conftest import Kiln
-from test_errors import one_line_error
+from conftest import Kiln, one_line_error
 
 CUSTOMER = "customers/paxata/customer.toml"
 ORG = "arn:aws:organizations::111122223333:organization/o-exampleorg1"

@@ -11,8 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Kiln, sandbox_client
-from test_errors import failure_line, one_line_error
+from conftest import Kiln, failure_line, one_line_error, sandbox_client
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from conftest import Kiln
-from test_errors import failure_line
+from conftest import Kiln, failure_line
 
 
 def test_init_region_writes_the_default_network(kiln: Kiln) -> None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Kiln
-from test_errors import failure_line
+from conftest import Kiln, failure_line
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import Kiln
-from test_errors import failure_line
+from conftest import Kiln, failure_line
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 

@@ -12,9 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Kiln
-from test_errors import failure_line, one_line_error
-from test_interrupt import leftovers
+from conftest import Kiln, failure_line, leftovers, one_line_error
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 

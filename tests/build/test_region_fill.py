@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Kiln
-from test_errors import one_line_error
+from conftest import Kiln, one_line_error
 
 REGIONS = ("us-east-1", "us-west-2", "eu-west-1")
 CHAIN = ("base-vmi", "server-base", "core", "pipeline")

@@ -8,19 +8,9 @@ import json
 from pathlib import Path
 
 import boto3
-from conftest import Kiln, sandbox_client
-from test_errors import failure_line
+from conftest import Kiln, failure_line, sandbox_client, wrapper
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
-
-
-def wrapper(tmp_path: Path, on_build: str) -> dict[str, str]:
-    """A `packer` whose `build` runs `on_build` (bash) instead of / around the real one."""
-    fake = tmp_path / "bin" / "packer"
-    fake.parent.mkdir(exist_ok=True)
-    fake.write_text(f'#!/bin/bash\nif [ "$1" = build ]; then\n{on_build}\nfi\nexec /usr/bin/packer "$@"\n')
-    fake.chmod(0o755)
-    return {"PATH": f"{fake.parent}:/usr/bin:/bin"}
 
 
 def converges(kiln: Kiln) -> None:

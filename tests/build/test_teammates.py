@@ -7,8 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
-from conftest import Kiln, clean_env, copy_catalog, sandbox_client
-from test_concurrency import slow_packer, start
+from conftest import Kiln, clean_env, copy_catalog, sandbox_client, slow_packer, start
 
 
 def share_sandbox(first: Kiln, second: Kiln) -> None:

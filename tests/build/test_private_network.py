@@ -13,8 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from conftest import Kiln
-from test_errors import failure_line
+from conftest import Kiln, failure_line
 
 PACKAGE = "customers/paxata/package/us-east-1.toml"
 

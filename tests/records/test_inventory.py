@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import tomllib
 
-from conftest import Kiln
-from test_errors import failure_line
+from conftest import Kiln, failure_line
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 CHAIN = ["base-vmi", "server-base", "core", "pipeline"]

@@ -2,32 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import Kiln
-
-
-def slow_packer(tmp_path: Path) -> dict[str, str]:
-    """The real Packer, started two seconds late: both runs are surely in flight together."""
-    fake = tmp_path / "bin" / "packer"
-    fake.parent.mkdir()
-    fake.write_text('#!/bin/bash\n[ "$1" = build ] && sleep 2\nexec /usr/bin/packer "$@"\n')
-    fake.chmod(0o755)
-    return {"PATH": f"{fake.parent}:/usr/bin:/bin"}
-
-
-def start(kiln: Kiln, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "doit", *args],
-        cwd=kiln.root,
-        env={**kiln.env, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
+from conftest import Kiln, slow_packer, start
 
 
 def test_same_image_from_two_runs_is_built_once(kiln: Kiln, tmp_path: Path) -> None:
