@@ -96,7 +96,7 @@ CUSTOMER_SCHEMA = {
     "lease_table": Field(str, default="kiln-build-leases"),
     "lease_seconds": Field(int, default=600),
     "azure": Field(dict, table=_AZURE_CUSTOMER),
-    # Who may launch the images and how copies are encrypted (tasks/distribution.py): placement.
+    # Who may launch the images and how copies are encrypted (tasks/catalog/distribution.py): placement.
     "distribution": Field(dict, table=_DISTRIBUTION),
     "lifecycle": Field(dict, table=_LIFECYCLE),
 }

@@ -7,7 +7,7 @@ customer.toml. Their directories are watched (not recursively) with watchdog, ev
 filtered by that set, bursts of editor writes are coalesced, and the set is recomputed after
 each run (a playbook may gain a role). Each run is a child process (doit's own CLI, this Python,
 the catalog's folder) in its own process group, with the watcher's terminal output; Ctrl-C is
-forwarded to it through tasks/interrupts.py, which waits for Packer's cleanup, and then watching
+forwarded to it through tasks/build/interrupts.py, which waits for Packer's cleanup, and then watching
 stops with exit 130. Provider-agnostic: the provider is just one of the variables passed on.
 """
 
@@ -253,7 +253,7 @@ def watch_command(root: Path, pos: list[str]) -> None:
             _say(f"{what} changed: running {watcher.describe()}")
             watcher.run()
     except SystemExit:
-        # tasks/interrupts.py ends an idle watcher by SystemExit(130): say it as kiln's one line.
+        # tasks/build/interrupts.py ends an idle watcher by SystemExit(130): say it as kiln's one line.
         if interrupts.interrupted.is_set():
             raise Interrupted(f"stopped watching {role}") from None
         raise

@@ -1,4 +1,4 @@
-"""`doit prune [keep=N] [apply=1]`: the lifecycle policy (tasks/lifecycle.py) over kiln's images
+"""`doit prune [keep=N] [apply=1]`: the lifecycle policy (tasks/fleet/lifecycle.py) over kiln's images
 of each role, distro and region: each listed with its action and why (the default), or acted on
 (apply=1): EnableImageDeprecation, DisableImage, DeregisterImage with its snapshots.
 

@@ -43,7 +43,7 @@ CREATE TABLE IF NOT EXISTS builds (
     log_path TEXT, image_id TEXT, message TEXT,
     missed_inputs TEXT               -- JSON list: files the play read that were not inputs
 );
--- With whom kiln last shared each image (tasks/sharing.py): a run whose wanted set is the same
+-- With whom kiln last shared each image (tasks/fleet/sharing.py): a run whose wanted set is the same
 -- makes no sharing call at all.
 CREATE TABLE IF NOT EXISTS shares (
     provider TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, image_id TEXT NOT NULL,

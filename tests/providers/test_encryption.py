@@ -1,7 +1,7 @@
 """Encryption ([distribution] encrypt, kms_keys): builds encrypt the root volume (Packer's
 encrypt_boot, an encrypted CopyImage in 1.6.6), copies take the target region's key, and a key
 change re-copies without rebuilding. moto ignores CopyImage's Encrypted/KmsKeyId: the sandbox's
-own addition (tasks/sandbox_additions.py) shows them on the copy's block device and snapshot; the
+own addition (tasks/providers/sandbox_additions.py) shows them on the copy's block device and snapshot; the
 keys themselves are moto's KMS."""
 
 from __future__ import annotations
