@@ -3,9 +3,11 @@ doit CLI run in a subprocess there, and a look into its sandbox (moto on loopbac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -167,6 +169,58 @@ def tracked_tree_untouched() -> Iterator[None]:
     after = _tree_state(REPO)
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     assert not changed, f"the test suite changed the checkout: {changed}"
+
+
+KILN_PROGRAMS = ("sshd", "ssh", "packer", "ansible-playbook", "ansible", "moto_server")
+
+
+def _words(pid: str) -> list[str]:
+    try:
+        return [w.decode(errors="replace") for w in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if w]
+    except OSError:
+        return []
+
+
+def kiln_processes(base: Path) -> list[tuple[int, str]]:
+    """Live processes kiln starts (sandbox server, a target's sshd and its sessions, Packer,
+    ansible-playbook), or anything whose root is a tree, tied to base by their working folder,
+    root, command line or environment (read from /proc here, not through kiln's code)."""
+    root = str(base.resolve())
+    mine = {os.getpid(), os.getppid()}
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                continue  # a zombie holds nothing
+            cwd = os.readlink(entry / "cwd")
+            top = os.readlink(entry / "root")
+            env = (entry / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        words = _words(entry.name)
+        if not words:
+            continue
+        names = {Path(w).name for w in words[:2]} | {words[0].split(":")[0]}
+        is_kiln = "tasks.providers.sandbox_server" in words or bool(names & set(KILN_PROGRAMS))
+        tied = root in cwd or root in " ".join(words) or root in env
+        if top.startswith(root) or (is_kiln and tied):
+            out.append((int(entry.name), " ".join(words)[:160]))
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_kiln_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """When the suite ends, nothing kiln started under a test's folder is still running; what
+    is found is named (and then killed, so it does not pile up)."""
+    base = tmp_path_factory.getbasetemp()
+    yield
+    left = kiln_processes(base)
+    for pid, _what in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"kiln processes outlived the test suite: {left}"
 
 
 @pytest.fixture(scope="session")

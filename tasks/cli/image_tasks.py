@@ -158,7 +158,7 @@ def sandbox_tasks(root: Path) -> Iterator[dict[str, Any]]:
         from tasks.providers.sandbox_process import stop as stop_sandbox
 
         def go() -> None:
-            stopped = stop_sandbox(load_catalog(root))
+            stopped = stop_sandbox(load_catalog(root), lambda text: sys.stderr.write(f"kiln: {text}\n"))
             sys.stderr.write("kiln: sandbox stopped\n" if stopped else "kiln: sandbox was not running\n")
 
         return failures.action(failures.FAILURES, "sandbox-stop", go)
