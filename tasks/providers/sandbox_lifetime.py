@@ -145,6 +145,15 @@ def servers_of(state: Path) -> list[int]:
     return sorted(found)
 
 
+def is_server(pid: int) -> bool:
+    """A sandbox server (of any checkout, from before or after --kiln-state was added)."""
+    try:
+        words = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return MODULE.encode() in words
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +21,7 @@ from pathlib import Path
 
 from tasks.catalog.load import Catalog
 from tasks.errors import KilnError
-from tasks.providers.sandbox_lifetime import check_settings, server_command, stop_lost
+from tasks.providers.sandbox_lifetime import check_settings, is_server, server_command, stop_lost, terminate
 
 FAKE_KEY = "testing"  # moto accepts any key; this one is obviously not a credential
 # Two vendor releases per distro: the newer one must win, as `most_recent` does on AWS.
@@ -217,17 +216,9 @@ def stop(catalog: Catalog, say: Callable[[str], None] | None = None) -> bool:
         if not pid:
             return lost > 0
         stopped = lost > 0
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                time.sleep(0.05)
-            if _alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+        # Only a sandbox server is signalled: a stale pid file may name any process by now.
+        if _alive(pid) and is_server(pid):
+            terminate(pid)
             stopped = True
         for name in ("pid", "port"):
             (d / name).unlink(missing_ok=True)
