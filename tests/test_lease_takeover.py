@@ -23,7 +23,7 @@ def held_packer(tmp_path: Path, mark: Path, before: bool) -> dict[str, str]:
     fake.parent.mkdir(exist_ok=True)
     pause = f'[ "$1" = build ] && {{ echo $$ > {mark}; sleep 300; }}'
     body = (
-        f"#!/bin/bash\n{pause}\nexec /usr/bin/packer \"$@\"\n"
+        f'#!/bin/bash\n{pause}\nexec /usr/bin/packer "$@"\n'
         if before
         else f'#!/bin/bash\n/usr/bin/packer "$@"\ncode=$?\n{pause}\nexit $code\n'
     )
