@@ -84,9 +84,9 @@ def strays(kiln: Kiln) -> dict[str, str]:
     kiln.doit("sandbox")
     ec2 = kiln.ec2()
     vendor = ec2.describe_images(Filters=[{"Name": "name", "Values": ["debian-12-*"]}])["Images"][0]["ImageId"]
-    temp = f"packer_{uuid.uuid4().hex[:24]}"
+    temp, temp_group = f"packer_{uuid.uuid4().hex[:24]}", f"packer_{uuid.uuid4().hex[:24]}"
     ec2.create_key_pair(KeyName=temp)
-    group = ec2.create_security_group(GroupName=temp, Description="Temporary group for Packer")["GroupId"]
+    group = ec2.create_security_group(GroupName=temp_group, Description="Temporary group for Packer")["GroupId"]
     instance = ec2.run_instances(
         ImageId=vendor,
         MinCount=1,
@@ -111,7 +111,7 @@ def strays(kiln: Kiln) -> dict[str, str]:
         MaxCount=1,
         TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": "web"}]}],
     )
-    return {"instance": instance, "key": temp, "group": group, "image": image}
+    return {"instance": instance, "key": temp, "group": group, "group name": temp_group, "image": image}
 
 
 def test_cleanup_lists_then_removes_what_a_killed_build_left(kiln: Kiln) -> None:
@@ -122,7 +122,7 @@ def test_cleanup_lists_then_removes_what_a_killed_build_left(kiln: Kiln) -> None
 
     listing = kiln.doit("cleanup", *SANDBOX).stdout
     lines = listing.splitlines()
-    for thing in made.values():
+    for thing in (made["instance"], made["key"], made["group"], made["image"]):
         assert sum(thing in ln and "would be" in ln for ln in lines) == 1, f"{thing} not listed once:\n{listing}"
     assert "instance" in listing and "would be terminated" in listing
     assert lines[-1].startswith("cleanup: 1 instance(s), 1 key pair(s), 1 security group(s), 1 image(s)")
@@ -131,7 +131,7 @@ def test_cleanup_lists_then_removes_what_a_killed_build_left(kiln: Kiln) -> None
 
     applied = kiln.doit("cleanup", *SANDBOX, "apply=1").stdout
     assert f"instance {made['instance']}" in applied and "terminated:" in applied
-    assert f"security group {made['group']} ({made['key']})  deleted" in applied
+    assert f"security group {made['group']} ({made['group name']})  deleted" in applied
     assert f"key pair {made['key']}  deleted" in applied
     assert f"{made['image']}" in applied and "deregistered (" in applied
     assert leftovers(ec2) == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0}
@@ -165,7 +165,7 @@ def test_cleanup_leaves_a_live_build_alone(kiln: Kiln) -> None:
     before = leftovers(kiln.ec2())
     out = kiln.doit("cleanup", *SANDBOX, "apply=1").stdout
     assert f"instance {made['instance']}" in out and f"kept: its build is live (lease of {holder})" in out
-    assert f"security group {made['group']} ({made['key']})  kept" in out
+    assert f"security group {made['group']} ({made['group name']})  kept" in out
     assert f"key pair {made['key']}  kept" in out
     assert "held back: its build is live" in out
     assert leftovers(kiln.ec2()) == before
