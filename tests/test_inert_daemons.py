@@ -47,7 +47,12 @@ TASKS = """---
 - name: Start it through its init script
   ansible.builtin.command: /etc/init.d/kilntestd start
   changed_when: true
+  register: started
   notify: Restart kilntestd
+
+- name: Show what the init script said
+  ansible.builtin.debug:
+    var: started.stderr
 
 - name: Run the handlers now
   ansible.builtin.meta: flush_handlers
