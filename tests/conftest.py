@@ -185,7 +185,8 @@ def kiln_processes(base: Path) -> list[tuple[int, str]]:
     """Live processes kiln starts (sandbox server, a target's sshd and its sessions, Packer,
     ansible-playbook), or anything whose root is a tree, tied to base by their working folder,
     root, command line or environment (read from /proc here, not through kiln's code)."""
-    root = str(base.resolve())
+    # With the separator: pytest-1 must not match another session's pytest-15.
+    root = str(base.resolve()) + "/"
     mine = {os.getpid(), os.getppid()}
     out = []
     for entry in Path("/proc").iterdir():
@@ -204,8 +205,8 @@ def kiln_processes(base: Path) -> list[tuple[int, str]]:
             continue
         names = {Path(w).name for w in words[:2]} | {words[0].split(":")[0]}
         is_kiln = "tasks.providers.sandbox_server" in words or bool(names & set(KILN_PROGRAMS))
-        tied = root in cwd or root in " ".join(words) or root in env
-        if top.startswith(root) or (is_kiln and tied):
+        tied = root in cwd + "/" or root in " ".join(words) or root in env
+        if (top + "/").startswith(root) or (is_kiln and tied):
             out.append((int(entry.name), " ".join(words)[:160]))
     return out
 
