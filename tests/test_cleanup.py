@@ -77,6 +77,22 @@ def test_an_image_killed_before_its_fingerprint_tag_is_pruned_and_rebuilt(kiln: 
     assert len(kiln.rows("SELECT * FROM images WHERE role='base-vmi'")) == 1
 
 
+def test_an_image_killed_before_its_fingerprint_tag_is_removed_by_the_next_run(kiln: Kiln, tmp_path: Path) -> None:
+    kiln.doit("sandbox")
+    ec2 = kiln.ec2()
+    mark = tmp_path / "packer.pid"
+    kill_kiln_when(kiln, held_packer(tmp_path, mark, before=False), mark, "base-vmi", *SANDBOX)
+    before = leftovers(ec2)
+    assert before == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 1}
+    orphan = untagged(ec2)[0]["ImageId"]
+    again = kiln.doit("base-vmi", *SANDBOX)
+    line = next(ln for ln in again.stderr.splitlines() if "was killed before it finished" in ln)
+    assert f"removed image {orphan} without its fingerprint tag" in line and line.endswith("marked it crashed")
+    assert leftovers(ec2) == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0}
+    assert [r["status"] for r in kiln.rows("SELECT status FROM builds ORDER BY id")] == ["crashed", "ok"]
+    assert len(kiln.rows("SELECT * FROM images WHERE role='base-vmi'")) == 1
+
+
 def strays(kiln: Kiln) -> dict[str, str]:
     """What a build killed on another machine leaves: its instance (with Packer's run_tags),
     Packer's temporary key pair and security group, and an image without its fingerprint tag.

@@ -5,6 +5,7 @@ Ansible over SSH into a real chroot target; leftovers are counted with boto3 and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -47,12 +48,11 @@ def packer_groups(base: Path) -> set[int]:
     return groups
 
 
-def test_sigkill_during_a_provisioned_play_then_cleanup_and_rerun(kiln: Kiln, rootfs_cache: Path) -> None:
-    seed_rootfs(kiln, rootfs_cache)
-    (kiln.root / "provision/ansible/slow.yml").write_text(SLOW)
-    kiln.doit("base-vmi", "provider=sandbox", "region=us-east-1")
+def kill_during_play(kiln: Kiln, *args: str) -> None:
+    """Start `doit args` with the slow task on, and SIGKILL kiln, then its Packer and Ansible
+    (each leads its own process group), once the play is in its slow task."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "doit", *ARGS],
+        [sys.executable, "-m", "doit", *args],
         cwd=kiln.root,
         env={**kiln.env, "KILN_TEST_SLOW": "1"},
         stdout=subprocess.PIPE,
@@ -66,35 +66,88 @@ def test_sigkill_during_a_provisioned_play_then_cleanup_and_rerun(kiln: Kiln, ro
             break
     else:
         raise AssertionError("the play never reached its slow task")
-    time.sleep(1)  # the task has started inside the target
+    time.sleep(1)  # the task has started inside the tree
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     for group in packer_groups(kiln.root):
-        os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
     proc.stdout.close()
 
-    ec2 = kiln.ec2()
-    targets = kiln.state / "sandbox/targets"
-    before = {
-        **leftovers(ec2),
-        "mounts": len(mounts_under(targets)),
-        "rooted": len(rooted_in(targets)),
-    }
-    print(f"\nleftovers after SIGKILL during the play: {before}")
+
+def measured(kiln: Kiln, trees: Path) -> dict[str, int]:
+    return {**leftovers(kiln.ec2()), "mounts": len(mounts_under(trees)), "rooted": len(rooted_in(trees))}
+
+
+ZERO = {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0, "mounts": 0, "rooted": 0}
+
+
+def killed_sandbox_build(kiln: Kiln, rootfs_cache: Path) -> dict[str, int]:
+    seed_rootfs(kiln, rootfs_cache)
+    (kiln.root / "provision/ansible/slow.yml").write_text(SLOW)
+    kiln.doit("base-vmi", "provider=sandbox", "region=us-east-1")
+    kill_during_play(kiln, *ARGS)
+    before = measured(kiln, kiln.state / "sandbox/targets")
+    print(f"\nleftovers after SIGKILL during the provisioned play: {before}")
     # What the kill leaves (issue 16): the instance, the imported key pair, Packer's group, the
     # target's sshd and its session, and the target's mounts.
     assert before["instances"] == 1 and before["key pairs"] == 1 and before["groups"] == 1
     assert before["mounts"] >= 2 and before["rooted"] >= 1
+    return before
 
+
+def test_sigkill_during_a_provisioned_play_then_cleanup_and_rerun(kiln: Kiln, rootfs_cache: Path) -> None:
+    killed_sandbox_build(kiln, rootfs_cache)
     cleanup = kiln.doit("cleanup", "provider=sandbox", "region=us-east-1", "apply=1").stdout
     assert "terminated:" in cleanup and "key pair kiln-target-server-base-" in cleanup
-    assert leftovers(ec2) == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0}
-
+    assert leftovers(kiln.ec2()) == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0}
     again = kiln.doit(*ARGS, timeout=600)
     assert "at once: it ran on this host and its process is gone" in again.stderr
-    after = {**leftovers(ec2), "mounts": len(mounts_under(targets)), "rooted": len(rooted_in(targets))}
+    after = measured(kiln, kiln.state / "sandbox/targets")
     print(f"leftovers after cleanup apply=1 and the same command again: {after}")
-    assert after == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0, "mounts": 0, "rooted": 0}
+    assert after == ZERO
+    targets = kiln.state / "sandbox/targets"
     assert (targets / "server-base-debian-12/etc/kiln-killed").exists()
     assert len(kiln.rows("SELECT * FROM images WHERE role='server-base'")) == 1
-    assert kiln_processes(kiln.root) == [p for p in kiln_processes(kiln.root) if "sandbox_server" in p[1]]
+    assert [p for p in kiln_processes(kiln.root) if "sandbox_server" not in p[1]] == []
+
+
+def test_sigkill_during_a_provisioned_play_the_next_run_cleans_up(kiln: Kiln, rootfs_cache: Path) -> None:
+    killed_sandbox_build(kiln, rootfs_cache)
+    again = kiln.doit(*ARGS, timeout=600)
+    line = next(ln for ln in again.stderr.splitlines() if "was killed before it finished" in ln)
+    for word in ("removed instance i-", "key pair kiln-target-server-base-", "security group sg-", "mount(s) of"):
+        assert word in line, line
+    assert line.endswith("marked it crashed")
+    after = measured(kiln, kiln.state / "sandbox/targets")
+    print(f"leftovers after the same command again: {after}")
+    assert after == ZERO
+    statuses = [r["status"] for r in kiln.rows("SELECT status FROM builds WHERE role='server-base' ORDER BY id")]
+    assert statuses == ["crashed", "ok"]
+    assert [p for p in kiln_processes(kiln.root) if "sandbox_server" not in p[1]] == []
+
+
+def test_sigkill_during_a_local_play_the_next_run_cleans_up(kiln: Kiln, rootfs_cache: Path) -> None:
+    seed_rootfs(kiln, rootfs_cache)
+    (kiln.root / "provision/ansible/slow.yml").write_text(SLOW)
+    args = ("server-base", "provider=local", "distro=debian-12", "playbook=provision/ansible/slow.yml")
+    kill_during_play(kiln, *args)
+    layers = kiln.state / "local/layers"
+    unfinished = [p for p in layers.iterdir() if p.name.startswith(".server-base-")]
+    before = {"mounts": len(mounts_under(layers)), "rooted": len(rooted_in(layers)), "unfinished": len(unfinished)}
+    print(f"\nleftovers after SIGKILL during the local play: {before}")
+    assert before["mounts"] >= 2 and before["rooted"] >= 1 and before["unfinished"] == 1
+
+    again = kiln.doit(*args, timeout=600)
+    line = next(ln for ln in again.stderr.splitlines() if "was killed before it finished" in ln)
+    assert f"of the unfinished layer {unfinished[0]}" in line and line.endswith("marked it crashed"), line
+    after = {
+        "mounts": len(mounts_under(layers)),
+        "rooted": len(rooted_in(layers)),
+        "unfinished": len([p for p in layers.iterdir() if p.name.startswith(".")]),
+    }
+    print(f"leftovers after the same command again: {after}")
+    assert after == {"mounts": 0, "rooted": 0, "unfinished": 0}
+    built = next(p for p in layers.iterdir() if p.name.startswith("server-base-") and p.is_dir())
+    assert (built / "etc/kiln-killed").exists()
+    assert b"kiln: daemons are inert" not in (built / "usr/sbin/service").read_bytes()

@@ -22,6 +22,9 @@ from typing import Any
 from tasks.errors import KilnError
 
 KEY = "lease"
+# region/fingerprint -> the holder whose lease this process took over (dead or expired): the
+# build that follows first removes what that holder's build left (tasks/build/dead_builds.py).
+TAKEN_OVER: dict[str, str] = {}
 
 
 class BuildLease:
@@ -159,6 +162,8 @@ class BuildLease:
                 said = who
             # Short polls first (a teammate's build may be nearly done), then every 10 seconds.
             time.sleep(min(10.0, 1.0 + (time.monotonic() - waited_since) / 6))
+        if said is not None and expires <= time.time():
+            TAKEN_OVER[self.key] = said  # expired, or (expires -1) a dead holder of this host
         if said is not None and expires >= 0:
             how = "took over the expired build lease of" if expires <= time.time() else "the build lease is ours after"
             say(f"{how} {said}")

@@ -409,12 +409,15 @@ class Run:
             from tasks.build.rootfs import need_root
 
             need_root()  # said before waiting for anything
+        from tasks.build.dead_builds import sweep  # what a killed build of this image left
+
         with image_lock(self.state, lock, say) as waited:
             if waited and not self.forced(key) and (found := self._built_meanwhile(key, fp, "the run we waited for")):
                 return found
             if self.options.provider == "local":
                 from tasks.build.local_layers import build_layer
 
+                sweep(self, key, fp)
                 build_layer(self, key)
                 return None
             if self.options.provider == "azure":
@@ -423,6 +426,7 @@ class Run:
                 return self._build(key)
             table, seconds = str(conf["lease_table"]), int(conf["lease_seconds"])
             with build_lease(self.provider, key.region, table, seconds, fp, say) as holder:
+                sweep(self, key, fp)
                 if holder and not self.forced(key) and (found := self._built_meanwhile(key, fp, holder)):
                     return found
                 if source is not None:
