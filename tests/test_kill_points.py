@@ -30,6 +30,10 @@ SLOW = """---
         dest: /etc/kiln-killed
         content: "x\\n"
         mode: "0644"
+    - name: Leave a process behind, as a daemon does
+      ansible.builtin.shell: setsid sleep 600 </dev/null >/dev/null 2>&1 &
+      changed_when: true
+      when: lookup('env', 'KILN_TEST_SLOW') == '1'
     - name: Take a while
       ansible.builtin.command: sleep 120
       when: lookup('env', 'KILN_TEST_SLOW') == '1'
