@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,18 @@ SLOW = """---
       ansible.builtin.command: sleep 120
       when: lookup('env', 'KILN_TEST_SLOW') == '1'
 """
+
+
+@pytest.fixture(autouse=True)
+def released(kiln: Kiln) -> Iterator[None]:
+    """Whatever a failing test leaves mounted or running in its trees is ended here, so that
+    removing pytest's folders later never walks into a bind mount of the host's /dev."""
+    yield
+    for pid in rooted_in(kiln.state):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    for point in sorted(mounts_under(kiln.state), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 def packer_groups(base: Path) -> set[int]:
