@@ -3,12 +3,15 @@ doit CLI run in a subprocess there, and a look into its sandbox (moto on loopbac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +172,59 @@ def tracked_tree_untouched() -> Iterator[None]:
     assert not changed, f"the test suite changed the checkout: {changed}"
 
 
+KILN_PROGRAMS = ("sshd", "ssh", "packer", "ansible-playbook", "ansible", "moto_server")
+
+
+def _words(pid: str) -> list[str]:
+    try:
+        return [w.decode(errors="replace") for w in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if w]
+    except OSError:
+        return []
+
+
+def kiln_processes(base: Path) -> list[tuple[int, str]]:
+    """Live processes kiln starts (sandbox server, a target's sshd and its sessions, Packer,
+    ansible-playbook), or anything whose root is a tree, tied to base by their working folder,
+    root, command line or environment (read from /proc here, not through kiln's code)."""
+    # With the separator: pytest-1 must not match another session's pytest-15.
+    root = str(base.resolve()) + "/"
+    mine = {os.getpid(), os.getppid()}
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) in mine:
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z":
+                continue  # a zombie holds nothing
+            cwd = os.readlink(entry / "cwd")
+            top = os.readlink(entry / "root")
+            env = (entry / "environ").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        words = _words(entry.name)
+        if not words:
+            continue
+        names = {Path(w).name for w in words[:2]} | {words[0].split(":")[0]}
+        is_kiln = "tasks.providers.sandbox_server" in words or bool(names & set(KILN_PROGRAMS))
+        tied = root in cwd + "/" or root in " ".join(words) or root in env
+        if (top + "/").startswith(root) or (is_kiln and tied):
+            out.append((int(entry.name), " ".join(words)[:160]))
+    return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_kiln_process_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """When the suite ends, nothing kiln started under a test's folder is still running; what
+    is found is named (and then killed, so it does not pile up)."""
+    base = tmp_path_factory.getbasetemp()
+    yield
+    left = kiln_processes(base)
+    for pid, _what in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, f"kiln processes outlived the test suite: {left}"
+
+
 @pytest.fixture(scope="session")
 def rootfs_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The debootstrap tree, made by kiln itself once per test session (about a minute here),
@@ -289,3 +345,64 @@ def wrapper(tmp_path: Path, on_build: str) -> dict[str, str]:
     fake.write_text(f'#!/bin/bash\nif [ "$1" = build ]; then\n{on_build}\nfi\nexec /usr/bin/packer "$@"\n')
     fake.chmod(0o755)
     return {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+
+
+def held_packer(tmp_path: Path, mark: Path, before: bool) -> dict[str, str]:
+    """The real Packer with a pause before (or after) its build, during which the test kills
+    kiln; the wrapper writes its pid to `mark` when the pause starts."""
+    fake = tmp_path / "bin" / "packer"
+    fake.parent.mkdir(exist_ok=True)
+    pause = f'[ "$1" = build ] && {{ echo $$ > {mark}; sleep 300; }}'
+    body = (
+        f'#!/bin/bash\n{pause}\nexec /usr/bin/packer "$@"\n'
+        if before
+        else f'#!/bin/bash\n/usr/bin/packer "$@"\ncode=$?\n{pause}\nexit $code\n'
+    )
+    fake.write_text(body)
+    fake.chmod(0o755)
+    return {"PATH": f"{fake.parent}:/usr/bin:/bin"}
+
+
+def kill_kiln_when(kiln: Kiln, env: dict[str, str], mark: Path, *args: str) -> int:
+    """Start `doit args`, SIGKILL it (no chance to clean up) once mark appears, and end the
+    held Packer stand-in too (a real Packer would have finished on its own); return kiln's pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "doit", *args],
+        cwd=kiln.root,
+        env={**kiln.env, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 240
+    while not (mark.exists() and mark.read_text().strip()):
+        assert proc.poll() is None, "kiln ended before the kill point"
+        assert time.monotonic() < deadline, "the kill point was never reached"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    os.killpg(int(mark.read_text()), signal.SIGKILL)  # the stand-in leads its own session
+    return proc.pid
+
+
+def untagged(ec2: Any) -> list[dict[str, Any]]:
+    return [
+        i
+        for i in ec2.describe_images(Owners=["self"])["Images"]
+        if "fingerprint" not in {t["Key"] for t in i.get("Tags", [])}
+    ]
+
+
+def cloud_leftovers(ec2: Any) -> dict[str, int]:
+    """What a cleanup must leave at zero, counted here with boto3, not through kiln."""
+    running = [
+        i
+        for r in ec2.describe_instances(
+            Filters=[{"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
+        )["Reservations"]
+        for i in r["Instances"]
+        if any(t["Key"] == "Name" and t["Value"].startswith("kiln build ") for t in i.get("Tags", []))
+    ]
+    keys = [k for k in ec2.describe_key_pairs()["KeyPairs"] if k["KeyName"].startswith(("packer_", "kiln-target-"))]
+    groups = [g for g in ec2.describe_security_groups()["SecurityGroups"] if g["GroupName"].startswith("packer_")]
+    return {"instances": len(running), "key pairs": len(keys), "groups": len(groups), "untagged": len(untagged(ec2))}

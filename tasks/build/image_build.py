@@ -101,10 +101,24 @@ class Builder:
             from tasks.build.rootfs import need_root
 
             need_root()  # said before waiting for anything
+        from tasks.build.dead_builds import sweep  # what a killed build of this image left
+
+        def swept() -> None:
+            sweep(
+                key,
+                fp,
+                provider_name=self.provider_name,
+                provider=self.provider,
+                results=self.results,
+                state=self.state,
+                say=self.say,
+            )
+
         with image_lock(self.state, lock, say) as waited:
             if waited and (found := meanwhile("the run we waited for")):
                 return found
             if self.provider_name == "local":
+                swept()
                 self._layer(key, job)
                 return None
             if self.provider_name == "azure":
@@ -113,6 +127,7 @@ class Builder:
                 return self._packer(key, job)
             table, seconds = str(conf["lease_table"]), int(conf["lease_seconds"])
             with build_lease(self.provider, key.region, table, seconds, fp, say) as holder:
+                swept()
                 if holder and (found := meanwhile(holder)):
                     return found
                 if source is not None:

@@ -2,23 +2,29 @@
 
 One DynamoDB item per (region, fingerprint) in the account's lease table (made on first use),
 written only if absent or expired. The holder renews it while Packer runs; a holder that died
-stops renewing and is taken over once its lease has expired.
+stops renewing and is taken over once its lease has expired, or at once when it ran on this
+host and its process is gone (a kill -9, an OOM kill: nothing will renew it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from tasks.errors import KilnError
 
 KEY = "lease"
+# region/fingerprint -> the holder whose lease this process took over (dead or expired): the
+# build that follows first removes what that holder's build left (tasks/build/dead_builds.py).
+TAKEN_OVER: dict[str, str] = {}
 
 
 class BuildLease:
@@ -102,6 +108,28 @@ class BuildLease:
             return None
         return item["holder"]["S"], int(item["expires"]["N"])
 
+    def _take_from_dead(self, who: str) -> bool:
+        """Take the lease from a holder on this host whose process is gone, at once: only if
+        the item still names that holder (a teammate may have taken it meanwhile)."""
+        ddb = self._ddb
+        now = int(time.time())
+
+        def put() -> bool:
+            try:
+                ddb.put_item(
+                    TableName=self.table,
+                    Item={KEY: {"S": self.key}, "holder": {"S": self.me}, "expires": {"N": str(now + self.seconds)}},
+                    ConditionExpression="#h = :old",
+                    ExpressionAttributeNames={"#h": "holder"},
+                    ExpressionAttributeValues={":old": {"S": who}},
+                )
+                return True
+            except ddb.exceptions.ConditionalCheckFailedException:
+                return False
+
+        taken: bool = self._call("PutItem", put)
+        return taken
+
     def acquire(self, say: Callable[[str], None]) -> str | None:
         """Take the lease, waiting for its holder if need be; returns whom we waited for."""
         waited_since: float | None = None
@@ -119,6 +147,11 @@ class BuildLease:
             if held is None:
                 continue  # given back between our two calls
             who, expires = held
+            if dead_here(who) and self._take_from_dead(who):
+                say(f"took over the build lease of {who} at once: it ran on this host and its process is gone")
+                said = who  # the caller still looks for an image it may have finished
+                expires = -1
+                break
             if waited_since is None:
                 waited_since = time.monotonic()
             if who != said:
@@ -129,7 +162,9 @@ class BuildLease:
                 said = who
             # Short polls first (a teammate's build may be nearly done), then every 10 seconds.
             time.sleep(min(10.0, 1.0 + (time.monotonic() - waited_since) / 6))
-        if said is not None:
+        if said is not None and expires <= time.time():
+            TAKEN_OVER[self.key] = said  # expired, or (expires -1) a dead holder of this host
+        if said is not None and expires >= 0:
             how = "took over the expired build lease of" if expires <= time.time() else "the build lease is ours after"
             say(f"{how} {said}")
         self._renewer = threading.Thread(target=self._renew, name="kiln-lease", daemon=True)
@@ -166,6 +201,28 @@ class BuildLease:
                 ExpressionAttributeNames={"#h": "holder"},
                 ExpressionAttributeValues={":me": {"S": self.me}},
             )
+
+
+def dead_here(holder: str) -> bool:
+    """A holder ('<host> pid <n> (<id>)') on this host whose process no longer runs. A holder
+    on another host is never judged here: only its lease's expiry says it is gone."""
+    m = _HOLDER.match(holder)
+    if m is None or m.group(1) != socket.gethostname():
+        return False
+    pid = int(m.group(2))
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a zombie has finished: it holds nothing
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+_HOLDER = re.compile(r"^(\S+) pid (\d+) \(")
 
 
 @contextlib.contextmanager

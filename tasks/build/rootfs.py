@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.build import interrupts
+from tasks.build import inert_daemons, interrupts
 from tasks.build.child_process import run_streamed
 from tasks.errors import BuildFailed, Interrupted, KilnError
 from tasks.providers.tree_release import mounts_under, processes_in, release
@@ -151,9 +151,11 @@ def mounted(tree: Path) -> Iterator[None]:
         shutil.copy("/etc/resolv.conf", resolv)
         policy.write_text("#!/bin/sh\n# kiln: no services start while a layer is built\nexit 101\n")
         policy.chmod(0o755)
+        inert_daemons.install(tree)  # service/systemctl/start-stop-daemon stand-ins (inert_daemons.py)
         yield
     finally:
         release(tree)
+        inert_daemons.restore(tree)
         policy.unlink(missing_ok=True)
         if saved.exists() or saved.is_symlink():
             resolv.unlink(missing_ok=True)
@@ -192,6 +194,11 @@ def failed_step(lines: list[str]) -> str:
     return "see the log"
 
 
+def _say(text: str) -> None:
+    sys.stderr.write(f"kiln: {text}\n")
+    sys.stderr.flush()
+
+
 def ansible_command(
     tree: Path, playbook: Path, extra: dict[str, str], verbose: bool = False, start_at: str = ""
 ) -> list[str]:
@@ -227,8 +234,10 @@ def run_play(
         "ANSIBLE_RETRY_FILES_ENABLED": "0",
         "ANSIBLE_LOCAL_TEMP": str(log.parent / ".ansible-tmp"),
     }
-    with mounted(tree):
-        code, lines = _run_logged(ansible_command(tree, playbook, extra), log, label, env)
+    cmd = ansible_command(tree, playbook, extra)
+    cmd[-1:-1] = ["-e", f"ansible_chroot_exe={inert_daemons.chroot_exe(log.parent)}"]  # without CAP_SYS_TIME
+    with mounted(tree), inert_daemons.checked(tree, label, _say):
+        code, lines = _run_logged(cmd, log, label, env)
     if code != 0:
         raise PlayFailed(f"playbook {playbook.name} failed in {failed_step(lines)}", str(log), failed_task(lines))
 

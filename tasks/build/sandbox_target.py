@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tasks.build.inert_daemons import checked, no_clock
 from tasks.build.rootfs import (
     _run_logged,
     check_tools,
@@ -39,7 +40,7 @@ PACKAGES = ("openssh-server", "sudo")
 
 def _chroot(tree: Path, script: str, log: Path, label: str) -> None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive", "LC_ALL": "C"}
-    code, lines = _run_logged(["chroot", str(tree), "/bin/sh", "-ec", script], log, label, env)
+    code, lines = _run_logged(no_clock(["chroot", str(tree), "/bin/sh", "-ec", script]), log, label, env)
     if code != 0:
         raise BuildFailed(f"preparing the sandbox target failed: {(lines or ['?'])[-1]}", str(log))
 
@@ -136,7 +137,7 @@ def sandbox_target(
             with log.open("a") as out:
                 sshd = subprocess.Popen(
                     [
-                        "chroot",
+                        *no_clock(["chroot"]),  # sshd and its sessions (the play) cannot set the host's clock
                         str(tree),
                         "/usr/sbin/sshd",
                         "-D",
@@ -155,12 +156,13 @@ def sandbox_target(
                 )
             _wait_for_port(port, sshd, log)
             say(f"{key.label}: sandbox target {tree} answers SSH on 127.0.0.1:{port}")
-            yield {
-                "ssh_host": "127.0.0.1",
-                "ssh_port": str(port),
-                "ssh_keypair_name": key_name,
-                "ssh_private_key_file": str(private),
-            }
+            with checked(tree, key.label, say, keep=(sshd.pid,)):  # no listener but kiln's sshd
+                yield {
+                    "ssh_host": "127.0.0.1",
+                    "ssh_port": str(port),
+                    "ssh_keypair_name": key_name,
+                    "ssh_private_key_file": str(private),
+                }
         # mounted() stopped sshd and everything else rooted in the tree, and unmounted it.
     finally:
         for path in (private, private.with_suffix(".pub")):

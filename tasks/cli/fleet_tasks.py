@@ -1,5 +1,5 @@
 """doit tasks for running a catalog across regions and accounts: validate, init-region, why,
-inputs, images, revoke, prune, sync. Each always runs (uptodate False), prints its answer on stdout and
+inputs, images, revoke, prune, cleanup, sync. Each always runs (uptodate False), prints its answer on stdout and
 its status on stderr, and reads its variables inside the action."""
 
 from __future__ import annotations
@@ -100,6 +100,12 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         named = cmdline_vars()
         return prune_command(run, _regions(run), named.get("keep", ""), named.get("apply", "0") == "1")
 
+    def cleanup() -> str:
+        from tasks.fleet.cleanup import cleanup_command
+
+        _aws_only(run, "cleanup")
+        return cleanup_command(run, _regions(run), cmdline_vars().get("apply", ""))
+
     def sync() -> str:
         from tasks.fleet.sync import sync_command
 
@@ -131,5 +137,10 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         "prune",
         "the lifecycle policy: list (apply=1: deprecate, disable, deregister) old images, never one in use",
         prune,
+    )
+    yield _task(
+        "cleanup",
+        "what killed builds left: kiln's build instances, Packer's key pairs and groups, untagged images (apply=1)",
+        cleanup,
     )
     yield _task("sync", "rebuild the results database from the cloud's tags", sync)

@@ -134,7 +134,10 @@ def sandbox_tasks(root: Path) -> Iterator[dict[str, Any]]:
         from tasks.providers.sandbox_process import stop as stop_sandbox
 
         def go() -> None:
-            stopped = stop_sandbox(load_catalog(root))
+            def say(text: str) -> None:
+                sys.stderr.write(f"kiln: {text}\n")
+
+            stopped = stop_sandbox(load_catalog(root), say)
             sys.stderr.write("kiln: sandbox stopped\n" if stopped else "kiln: sandbox was not running\n")
 
         return failures.action(failures.FAILURES, "sandbox-stop", go)

@@ -17,6 +17,7 @@ from tasks.build.rootfs import human, release, tree_size
 from tasks.errors import KilnError
 from tasks.fleet.inventory import age
 from tasks.fleet.lifecycle import Facts, Policy, created_at, decide, policy
+from tasks.fleet.orphans import orphan_lines
 from tasks.fleet.sharing import forget
 from tasks.providers.base import CloudImage
 from tasks.records.current import mainline
@@ -257,6 +258,9 @@ def prune_command(run: Context, regions: list[str], keep_text: str, apply: bool)
                     lines.append(f"{head}  deprecated from {deprecate_at:%Y-%m-%d %H:%M} UTC{why}")
                 else:
                     lines.append(f"{head}  would be deprecated{why}")
+        if retire:  # images that lost their commit point (tasks/fleet/orphans.py)
+            found, orphans = orphan_lines(run, region, apply)
+            lines, done["deregister"] = lines + found, done["deregister"] + orphans
     space = ""
     if local:
         for path in run.provider.leftovers():

@@ -1,5 +1,5 @@
 """The sandbox: moto's EC2 API server on loopback, started detached on first use and kept
-until `doit sandbox-stop`. Seeded with a vendor-like image for every shipped distro, each
+until `doit sandbox-stop`, its state folder's removal or two idle hours (sandbox_lifetime.py). Seeded with a vendor-like image for every shipped distro, each
 customer's instance profile and secrets bucket. Nothing in it costs money or leaves the machine.
 """
 
@@ -13,14 +13,15 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from tasks.catalog.load import Catalog
 from tasks.errors import KilnError
+from tasks.providers.sandbox_lifetime import check_settings, is_server, server_command, stop_lost, terminate
 
 FAKE_KEY = "testing"  # moto accepts any key; this one is obviously not a credential
 # Two vendor releases per distro: the newer one must win, as `most_recent` does on AWS.
@@ -148,9 +149,12 @@ def ensure_running(catalog: Catalog) -> str:
                 "AWS_EC2_METADATA_DISABLED": "true",
             }
         )
+        check_settings()
         log = (d / "server.log").open("ab")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tasks.providers.sandbox_server", "-H", "127.0.0.1", "-p", str(port)],
+            # The state folder on its command line: it stops itself when the folder goes, and
+            # sandbox-stop finds it without the pid file (tasks/providers/sandbox_lifetime.py).
+            server_command(d.resolve(), port),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -202,24 +206,19 @@ def _seed(catalog: Catalog, endpoint: str) -> None:
         s3.create_bucket(Bucket=bucket)
 
 
-def stop(catalog: Catalog) -> bool:
+def stop(catalog: Catalog, say: Callable[[str], None] | None = None) -> bool:
     with _locked(catalog) as d:
         try:
             pid = int((d / "pid").read_text())
         except (OSError, ValueError):
-            return False
-        stopped = False
-        if _alive(pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while _alive(pid) and time.monotonic() < deadline:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                time.sleep(0.05)
-            if _alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+            pid = 0
+        lost = stop_lost(d.resolve(), pid, say or (lambda _text: None))
+        if not pid:
+            return lost > 0
+        stopped = lost > 0
+        # Only a sandbox server is signalled: a stale pid file may name any process by now.
+        if _alive(pid) and is_server(pid):
+            terminate(pid)
             stopped = True
         for name in ("pid", "port"):
             (d / name).unlink(missing_ok=True)

@@ -85,10 +85,14 @@ def _capacity_shortage(which: str) -> None:
 
 def main() -> None:
     import os
+    import sys
 
     from moto import server
 
     from tasks.providers.sandbox_additions import add_to_moto
+    from tasks.providers.sandbox_lifetime import install
+
+    argv = install(sys.argv[1:])  # stops itself when its state folder goes, or when idle
 
     add_to_moto()  # encrypted copies, image deprecation, backdating (tasks/sandbox_additions.py)
     _ebs_backed_images()
@@ -96,7 +100,7 @@ def main() -> None:
     shortage = os.environ.get("KILN_SANDBOX_NO_SPOT", "")
     if shortage in ("1", "all"):
         _capacity_shortage(shortage)
-    server.main()
+    server.main(argv)
 
 
 if __name__ == "__main__":
