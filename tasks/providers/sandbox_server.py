@@ -83,6 +83,15 @@ def _capacity_shortage(which: str) -> None:
     InstanceResponse.run_instances = run_instances  # type: ignore[method-assign]
 
 
+def _exit_now(signum: int, frame: object) -> None:
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def main() -> None:
     import os
     import sys
@@ -100,6 +109,10 @@ def main() -> None:
     shortage = os.environ.get("KILN_SANDBOX_NO_SPOT", "")
     if shortage in ("1", "all"):
         _capacity_shortage(shortage)
+    # moto's handler raises SystemExit in the serving thread, and the server then takes about
+    # two seconds to wind down its connection threads; its state is in memory only, so nothing
+    # is lost by leaving at once (`doit sandbox-stop` and every test's teardown wait for it).
+    server.signal_handler = _exit_now
     server.main(argv)
 
 
