@@ -3,7 +3,7 @@ instance (ssh_interface, associate_public_ip_address, security_group_ids or the 
 Packer's temporary group); the values reach Packer's var file, `doit validate` checks that the
 subnet, VPC and groups exist and belong together, and `doit init-region` writes every key.
 
-provider=aws pointed at the sandbox's moto (as tests/test_aws_provider.py): the package files
+provider=aws pointed at the sandbox's moto (as tests/providers/test_aws_provider.py): the package files
 apply there, and the real Packer 1.6.6 launches with them.
 """
 

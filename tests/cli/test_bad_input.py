@@ -1,4 +1,4 @@
-"""The rest of the bad-input catalogue (tests/test_errors.py has the foundation's): each is one
+"""The rest of the bad-input catalogue (tests/cli/test_errors.py has the foundation's): each is one
 line naming the file or variable, the right exit code, and no traceback. All real, on loopback."""
 
 from __future__ import annotations
