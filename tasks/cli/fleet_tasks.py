@@ -105,6 +105,11 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
 
         return sync_command(run, _regions(run))
 
+    def verify(pos: list[str]) -> str:
+        from tasks.fleet.verify import verify_command
+
+        return verify_command(run, pos)
+
     yield _task("validate", "pre-flight: Packer, credentials, instance profile, bucket, regions, network", validate)
     yield _task("init-region", "write customers/<c>/package/<region>.toml from the region's network", init_region)
     yield _task(
@@ -131,5 +136,11 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         "prune",
         "the lifecycle policy: list (apply=1: deprecate, disable, deregister) old images, never one in use",
         prune,
+    )
+    yield _task(
+        "verify",
+        "verify <role>: its verify play again against the current image's machine (local layer, sandbox target)",
+        verify,
+        pos_arg="pos",
     )
     yield _task("sync", "rebuild the results database from the cloud's tags", sync)

@@ -68,6 +68,10 @@ def _render_task(run: Session, catalog: Catalog, role: str, distro: str) -> dict
         catalog.root / "distros" / distro / "distro.toml",
         catalog.root / "customers" / o.customer / "customer.toml",
     ]
+    # A verify play adds a provisioner: the render changes when one appears or goes.
+    verify = catalog.roles[role].verify_play(catalog.root) if catalog.roles[role].playbook else None
+    if verify is not None:
+        files.append(catalog.root / verify)
     target = run.rendered_path(role, distro)
     name = f"_render:{role}/{distro}/{run.render_label}/{o.customer}"
     return {
@@ -76,7 +80,7 @@ def _render_task(run: Session, catalog: Catalog, role: str, distro: str) -> dict
         "actions": [(_render, [run, name, role, distro, target])],
         "file_dep": [str(f) for f in files],
         "targets": [str(target)],
-        "uptodate": [config_changed(RENDER_VERSION)],
+        "uptodate": [config_changed(f"{RENDER_VERSION} verify={verify}")],
         "clean": True,
     }
 
