@@ -42,6 +42,8 @@ def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
             lint = [template_check(role.name, distro, o.customer)]
             if role.playbook is not None:
                 lint.insert(0, playbook_check(role.playbook))
+                if (verify := role.verify_play(catalog.root)) is not None:
+                    lint.insert(0, playbook_check(verify))  # the verify play is syntax-checked too
                 if o.playbook:
                     lint.insert(0, playbook_check(o.playbook))  # playbook=PATH is checked too
             for region in o.regions:
