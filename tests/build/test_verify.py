@@ -128,6 +128,9 @@ def test_sandbox_without_a_machine_says_unverified_once(kiln: Kiln) -> None:
     assert {r["verified"] for r in core_rows(kiln)} == {"unverified"}
     images = kiln.doit("images", "provider=sandbox").stdout
     assert all(" unverified " in ln for ln in images.splitlines() if ln.startswith("core")), images
-    one_line_error(kiln.doit("verify", "core", *SANDBOX, code=3).stderr, "variable provider", "provision=1")
-    one_line_error(kiln.doit("verify", "nosuch", *SANDBOX, code=3).stderr, "doit verify", "'nosuch' is not a role")
-    one_line_error(kiln.doit("verify", "pipeline", *SANDBOX, code=3).stderr, "packer/pipeline/role.toml", "no verify")
+    failure_line(kiln.doit("verify", "core", *SANDBOX, code=3).stderr, "variable provider", "provision=1")
+    failure_line(kiln.doit("verify", "nosuch", *SANDBOX, code=3).stderr, "doit verify", "'nosuch' is not a role")
+    failure_line(kiln.doit("verify", "pipeline", *SANDBOX, code=3).stderr, "packer/pipeline/role.toml", "no verify")
+    # A verify file named in role.toml must exist: one line before anything runs.
+    kiln.edit("packer/pipeline/role.toml", 'verify = "provision/ansible/verify/nope.yml"\n')
+    one_line_error(kiln.doit("pipeline", *SANDBOX, code=3).stderr, "packer/pipeline/role.toml", "key 'verify'")
