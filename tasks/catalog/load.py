@@ -357,6 +357,8 @@ def load_catalog(root: Path) -> Catalog:
             seen.add(parent)
             parent = roles[parent].parent
         role.refresh_days  # noqa: B018 - validates the value early
+        if role.conf.get("verify") is not None:
+            role.verify_play(root)  # a named verify file must exist: said before anything runs
         if role.conf.get("instance_type") is not None:
             check_instance_types(role.conf["instance_type"], f"packer/{role.name}/role.toml")
         if role.conf.get("lifecycle"):
