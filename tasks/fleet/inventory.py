@@ -136,7 +136,11 @@ def inventory(run: Context, roles: list[str], distros: list[str], regions: list[
                 )
     from dataclasses import replace
 
+    from tasks.records.channels import pointing_at
     from tasks.records.costs import image_costs
+
+    on = pointing_at(run.results, o.provider, o.customer)
+    out = [replace(e, channels=tuple(sorted(on.get((e.region, e.image_id), [])))) for e in out]
 
     costs = image_costs(run.results, [e.image_id for e in out if e.image_id != "-"])
     return [

@@ -51,6 +51,21 @@ CREATE TABLE IF NOT EXISTS shares (
     at TEXT NOT NULL,
     PRIMARY KEY (provider, account, region, image_id)
 );
+-- Every channel assignment (tasks/records/channels.py): the newest row of a channel is where it
+-- points; previous_image is where it pointed before (what a rollback returns to).
+CREATE TABLE IF NOT EXISTS channels (
+    id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL, customer TEXT NOT NULL, distro TEXT NOT NULL, region TEXT NOT NULL,
+    role TEXT NOT NULL, channel TEXT NOT NULL, image_id TEXT NOT NULL, previous_image TEXT,
+    who TEXT NOT NULL, at TEXT NOT NULL, parameter TEXT
+);
+CREATE INDEX IF NOT EXISTS channels_place ON channels (provider, customer, role, channel);
+-- The package inventory of each image (tasks/records/packages.py): its CycloneDX file.
+CREATE TABLE IF NOT EXISTS packages (
+    provider TEXT NOT NULL, image_id TEXT NOT NULL, path TEXT NOT NULL, count INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (provider, image_id)
+);
 CREATE TABLE IF NOT EXISTS confirmations (
     provider TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, at TEXT NOT NULL,
     PRIMARY KEY (provider, account, region)
