@@ -56,7 +56,7 @@ def test_local_verify_gates_the_layer_and_is_an_input(kiln: Kiln, rootfs_cache: 
     seed_rootfs(kiln, rootfs_cache)
     write_verify(kiln, FAILING)
     proc = kiln.doit("core", *LOCAL, code=1, timeout=900)
-    line = failure_line(proc.stderr, "verify failed")
+    line = failure_line(proc.stderr, "verify failed in")
     assert "provision/ansible/verify/core.yml" in line and "Assert the file exists" in line, line
     assert core_rows(kiln) == [], "a failed verify left an image row"
     build = kiln.rows("SELECT * FROM builds WHERE role='core'")[-1]
@@ -95,7 +95,7 @@ def test_local_verify_gates_the_layer_and_is_an_input(kiln: Kiln, rootfs_cache: 
     # A verify play that now fails says so for the current image, which is marked failed.
     write_verify(kiln, FAILING)
     proc = kiln.doit("verify", "core", *LOCAL, code=1)
-    assert "Assert the file exists" in failure_line(proc.stderr, "verify failed")
+    assert "Assert the file exists" in failure_line(proc.stderr, "verify failed in")
     assert kiln.rows("SELECT verified FROM images WHERE image_id=?", (current,))[0][0] == "failed"
 
 
@@ -103,7 +103,7 @@ def test_provisioned_sandbox_runs_the_verify_provisioner(kiln: Kiln, rootfs_cach
     seed_rootfs(kiln, rootfs_cache)
     write_verify(kiln, FAILING)
     proc = kiln.doit("core", *SANDBOX, "provision=1", code=1, timeout=900)
-    line = failure_line(proc.stderr, "verify failed")
+    line = failure_line(proc.stderr, "verify failed in")
     assert "provision/ansible/verify/core.yml" in line and "Assert the file exists" in line, line
     assert core_rows(kiln) == []
     assert kiln.rows("SELECT status FROM builds WHERE role='core'")[-1][0] == "verify failed"
