@@ -162,6 +162,12 @@ class Builder:
         self.recorder.record(key, image, spec.fp, spec.manifest, origin="built", build_id=build_id, verified=verified)
         self.counts["built"] += 1
         self.say(f"{key.label}: built layer {final}")
+        status = final / "var/lib/dpkg/status"
+        if status.is_file():  # the layer's package database, read directly (no dpkg runs)
+            from tasks.records.packages import from_dpkg_status, store
+
+            listed = from_dpkg_status(status.read_text(errors="replace"))
+            store(self.results, self.state, "local", image.image_id, key.role, key.distro, listed)
         customer, roles = self.recorder.exports.customer, self.catalog.topological()
         current = {
             i for d in self.distros for i in mainline(self.results, "local", customer, roles, d, "local").values()
@@ -194,7 +200,17 @@ class Builder:
         self.recorder.made_here(key, image)
         self.counts["built"] += 1
         self.say(f"{key.label}: built {image.image_id}")
+        self._packages(key, image, build.workdir)
         return image
+
+    def _packages(self, key: ImageKey, image: CloudImage, workdir: Path) -> None:
+        """What the template's shell provisioner listed on the machine, if one ran."""
+        from tasks.records.packages import LISTING, from_listing, store
+
+        listing = workdir / LISTING
+        if listing.is_file():
+            listed = from_listing(listing.read_text(errors="replace"))
+            store(self.results, self.state, self.provider_name, image.image_id, key.role, key.distro, listed)
 
     def _verified(self, key: ImageKey, verify: str | None) -> str | None:
         """passed where the template ran the verify play on a machine; the sandbox without

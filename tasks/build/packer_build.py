@@ -21,6 +21,7 @@ from tasks.catalog.distribution import Distribution, encryption_vars
 from tasks.catalog.load import Catalog, Customer
 from tasks.errors import BuildFailed, Interrupted, KilnError
 from tasks.providers.base import CloudImage
+from tasks.records.packages import LISTING
 from tasks.records.results import Results
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class PackerBuild:
             "ansible_dir": str(self.catalog.root / "provision" / "ansible"),
             "playbook_file": str(self.catalog.root / playbook) if playbook else "",
             "verify_file": str(self.catalog.root / self.verify) if self.verify else "",
+            "packages_file": str(self.workdir / LISTING),
         }
         variables.update(attempt.variables)
         if self.provider_name == "aws":

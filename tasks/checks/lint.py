@@ -184,6 +184,7 @@ def _var_file(catalog: Catalog, role: str, target: Path) -> Path:
         "ansible_dir": str(catalog.root / "provision" / "ansible"),
         "playbook_file": str(catalog.root / playbook) if playbook else "",
         "verify_file": str(catalog.root / verify) if verify else "",
+        "packages_file": str(target.parent / f"{role}.packages.tsv"),
     }
     path = target.with_name(f"{role}.pkrvars.hcl")
     path.write_text("".join(f"{k} = {hcl_value(v)}\n" for k, v in sorted(variables.items())))

@@ -130,6 +130,19 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         named = cmdline_vars()
         return channels_command(run, named.get("role", ""), named.get("format", "table"))
 
+    def packages(pos: list[str]) -> str:
+        from tasks.fleet.packages import packages_command
+
+        return packages_command(run, pos)
+
+    def diff(pos: list[str]) -> str:
+        from tasks.fleet.diff import diff_command
+
+        v = cmdline_vars()
+        return diff_command(
+            run, pos, v.get("channel", ""), v.get("image", ""), v.get("image2", ""), v.get("format", "table")
+        )
+
     yield _task("validate", "pre-flight: Packer, credentials, instance profile, bucket, regions, network", validate)
     yield _task("init-region", "write customers/<c>/package/<region>.toml from the region's network", init_region)
     yield _task(
@@ -170,4 +183,13 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         pos_arg="pos",
     )
     yield _task("channels", "every channel assignment, the current ones marked (role=..., format=json)", channels)
+    yield _task(
+        "packages", "packages <role>: the current image's package inventory (CycloneDX JSON)", packages, pos_arg="pos"
+    )
+    yield _task(
+        "diff",
+        "diff <role> channel=NAME (or image=A image2=B): packages added, removed, upgraded; inputs that differ",
+        diff,
+        pos_arg="pos",
+    )
     yield _task("sync", "rebuild the results database from the cloud's tags", sync)
