@@ -45,14 +45,26 @@ def image_of_role(run: Context, role: str, image_id: str) -> sqlite3.Row:
 
 
 def _same_content_here(run: Context, named: sqlite3.Row, distro: str, region: str) -> sqlite3.Row | None:
-    """The named image itself in its region, else its copy (same fingerprint) in this one."""
+    """The named image itself in its region, else the same bits here: its copy (or its copy's
+    source, or a sibling copy), else the newest image of the same fingerprint (force=1 rebuilds
+    share one, so the copy lineage is asked first)."""
     if named["region"] == region and named["distro"] == distro:
         return named
+    o = run.options
+    base = "SELECT * FROM images WHERE provider=? AND customer=? AND role=? AND distro=? AND region=?"
+    place = (o.provider, o.customer, named["role"], distro, region)
+    kin = [str(named["image_id"]), *([str(named["source_image"])] if named["origin"] == "copied" else [])]
+    marks = ",".join("?" * len(kin))
     rows = run.results.read(
-        "SELECT * FROM images WHERE provider=? AND customer=? AND role=? AND distro=? AND region=? AND fingerprint=?"
-        " AND state IN ('available', 'revoked') ORDER BY created_at DESC, id DESC LIMIT 1",
-        (run.options.provider, run.options.customer, named["role"], distro, region, named["fingerprint"]),
+        f"{base} AND state IN ('available', 'revoked') AND (image_id IN ({marks})"
+        f" OR (origin='copied' AND source_image IN ({marks}))) ORDER BY id DESC LIMIT 1",
+        (*place, *kin, *kin),
     )
+    if not rows:
+        rows = run.results.read(
+            f"{base} AND fingerprint=? AND state IN ('available', 'revoked') ORDER BY created_at DESC, id DESC LIMIT 1",
+            (*place, named["fingerprint"]),
+        )
     return rows[0] if rows else None
 
 
