@@ -4,6 +4,7 @@ with real Ansible. A failure leaves no image; a change to the test rebuilds that
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -116,6 +117,9 @@ def test_provisioned_sandbox_runs_the_verify_provisioner(kiln: Kiln, rootfs_cach
     kiln.doit("core", *SANDBOX, "provision=1", timeout=900)
     [row] = core_rows(kiln)
     assert row["verified"] == "passed"
+    # The shell and file provisioners brought the machine's package list back: its inventory.
+    doc = json.loads(kiln.doit("packages", "core", *SANDBOX, "provision=1").stdout)
+    assert doc["specVersion"] == "1.5" and any(c["name"] == "openssh-server" for c in doc["components"])
     out = kiln.doit("verify", "core", *SANDBOX, "provision=1")
     assert "passed provision/ansible/verify/core.yml" in out.stdout
     assert rooted_in(kiln.state / "sandbox") == []
@@ -129,6 +133,7 @@ def test_sandbox_without_a_machine_says_unverified_once(kiln: Kiln) -> None:
     images = kiln.doit("images", "provider=sandbox").stdout
     assert all(" unverified " in ln for ln in images.splitlines() if ln.startswith("core")), images
     failure_line(kiln.doit("verify", "core", *SANDBOX, code=3).stderr, "variable provider", "provision=1")
+    failure_line(kiln.doit("packages", "core", *SANDBOX, code=3).stderr, "no package inventory", "provision=1")
     failure_line(kiln.doit("verify", "nosuch", *SANDBOX, code=3).stderr, "doit verify", "'nosuch' is not a role")
     failure_line(kiln.doit("verify", "pipeline", *SANDBOX, code=3).stderr, "packer/pipeline/role.toml", "no verify")
     # A verify file named in role.toml must exist: one line before anything runs.
