@@ -74,8 +74,8 @@ def diff_command(run: Context, pos: list[str], channel: str, image: str, image2:
         raise KilnError(f"variable format: {fmt!r} is not valid; valid: {', '.join(FORMATS)}")
     old, new, title = _sides(run, role, channel, image, image2)
     docs = [stored(run.results, o.provider, str(r["image_id"])) for r in (old, new)]
-    for row, doc in zip((old, new), docs, strict=True):
-        if doc is None:
+    for n, (row, doc) in enumerate(zip((old, new), docs, strict=True)):
+        if doc is None and (n == 0 or row["image_id"] != old["image_id"]):
             run.say(f"warning: {no_inventory(run, row)}: its packages are not compared")
     before, after = docs
     changes = package_changes(components(before), components(after)) if before and after else None

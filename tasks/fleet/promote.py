@@ -119,4 +119,6 @@ def promote_command(run: Context, pos: list[str], channel: str, image: str) -> s
         where = f"; SSM {name}" if store else ""
         forced_note = f" [force=1: {row['verified']}]" if forced and row["verified"] in ("unverified", "failed") else ""
         lines.append(f"{label}: {channel} -> {image_id}{was}{where}{forced_note}\n")
+    if store is not None:  # one PutParameter per place changed, nothing else
+        run.say(f"promote: {len(getattr(store, 'calls', []))} cloud calls")
     return "".join(lines)
