@@ -51,6 +51,7 @@ class Builder:
     counts: Counter[str]
     build_ids: list[int] = field(default_factory=list)
     _gates: dict[str, Gate] = field(default_factory=dict)
+    _unverified_said: set[str] = field(default_factory=set)
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     def build(self, key: ImageKey, job: Job) -> None:
@@ -172,9 +173,16 @@ class Builder:
         image, build_id, final = build_layer(
             spec, self.catalog, self.customer, self.provider, self.results, self.plays(), self.say
         )
-        self.recorder.record(key, image, spec.fp, spec.manifest, origin="built", build_id=build_id)
+        verified = "passed" if spec.manifest.get("verify") else None
+        self.recorder.record(key, image, spec.fp, spec.manifest, origin="built", build_id=build_id, verified=verified)
         self.counts["built"] += 1
         self.say(f"{key.label}: built layer {final}")
+        status = final / "var/lib/dpkg/status"
+        if status.is_file():  # the layer's package database, read directly (no dpkg runs)
+            from tasks.records.packages import from_dpkg_status, store
+
+            listed = from_dpkg_status(status.read_text(errors="replace"))
+            store(self.results, self.state, "local", image.image_id, key.role, key.distro, listed)
         customer, roles = self.recorder.exports.customer, self.catalog.topological()
         current = {
             i for d in self.distros for i in mainline(self.results, "local", customer, roles, d, "local").values()
@@ -202,11 +210,39 @@ class Builder:
             say=self.say,
         )
         image, build_id = build.run(self._started)
-        self.recorder.record(key, image, spec.fp, spec.manifest, origin="built", build_id=build_id)
+        verified = self._verified(key, build.verify)
+        self.recorder.record(key, image, spec.fp, spec.manifest, origin="built", build_id=build_id, verified=verified)
         self.recorder.made_here(key, image)
         self.counts["built"] += 1
         self.say(f"{key.label}: built {image.image_id}")
+        self._packages(key, image, build.workdir)
         return image
+
+    def _packages(self, key: ImageKey, image: CloudImage, workdir: Path) -> None:
+        """What the template's shell provisioner listed on the machine, if one ran."""
+        from tasks.records.packages import LISTING, from_listing, store
+
+        listing = workdir / LISTING
+        if listing.is_file():
+            listed = from_listing(listing.read_text(errors="replace"))
+            store(self.results, self.state, self.provider_name, image.image_id, key.role, key.distro, listed)
+
+    def _verified(self, key: ImageKey, verify: str | None) -> str | None:
+        """passed where the template ran the verify play on a machine; the sandbox without
+        provision=1 has none, which is said once per role."""
+        if verify is None:
+            return None
+        if self.provider_name != "sandbox" or self.provision:
+            return "passed"
+        with self._lock:
+            first = key.role not in self._unverified_said
+            self._unverified_said.add(key.role)
+        if first:
+            self.say(
+                f"{key.role}: not verified: the sandbox runs no machine without provision=1, so {verify} did not run"
+                " (doit images shows the image unverified)"
+            )
+        return "unverified"
 
     def _started(self, build_id: int) -> None:
         """A build row exists: the cost line at the end counts it, failed or not."""

@@ -23,6 +23,8 @@ from tasks.build.rootfs import (
     release,
     run_play,
 )
+from tasks.build.verify import STATUS as VERIFY_FAILED
+from tasks.build.verify import VerifyFailed, run_verify
 from tasks.catalog.load import Catalog, Customer
 from tasks.errors import BuildFailed, Interrupted, KilnError
 from tasks.providers.base import CloudImage
@@ -73,13 +75,18 @@ def build_layer(
                 "kiln_role": key.role,
                 **{k: str(v) for k, v in customer.conf.get("ansible_vars", {}).items()},
             }
+            env = plays.env(playbook, log)
             try:
-                run_play(tmp, catalog.root / playbook, extra, plays.env(playbook, log), log, key.label)
+                run_play(tmp, catalog.root / playbook, extra, env, log, key.label)
             except PlayFailed as err:
                 if spec.job.debug:
                     kept = _keep_failed(plays, provider.layers, tmp, name, playbook, extra, err.task)
                     raise BuildFailed(f"{err.plain} (failed layer kept at {kept})", str(log)) from None
                 raise
+            verify = role.verify_play(catalog.root)
+            if verify is not None:  # same tree, same connection, before the layer is committed
+                say(f"{key.label}: verifying with {verify}")
+                run_verify(tmp, catalog.root, verify, extra, env, log, key.label)
             missed = plays.missed_reads(key.label, key.role, playbook, log, manifest)
             if missed:
                 results.set_missed(build_id, missed)
@@ -88,7 +95,7 @@ def build_layer(
         _discard(tmp)
         raise
     except (BuildFailed, KilnError) as err:
-        results.finish_build(build_id, "failed", message=str(err))
+        results.finish_build(build_id, VERIFY_FAILED if isinstance(err, VerifyFailed) else "failed", message=str(err))
         _discard(tmp)
         raise
     except BaseException:

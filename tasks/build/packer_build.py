@@ -15,10 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from tasks.build.capacity import Capacity, no_capacity, plan
 from tasks.build.var_file import hcl_value
+from tasks.build.verify import STATUS as VERIFY_FAILED
+from tasks.build.verify import packer_verify_failure
 from tasks.catalog.distribution import Distribution, encryption_vars
 from tasks.catalog.load import Catalog, Customer
 from tasks.errors import BuildFailed, Interrupted, KilnError
 from tasks.providers.base import CloudImage
+from tasks.records.packages import LISTING
 from tasks.records.results import Results
 
 if TYPE_CHECKING:
@@ -70,6 +73,8 @@ class PackerBuild:
             "instance_profile": str(self.customer.conf["instance_profile"]),
             "ansible_dir": str(self.catalog.root / "provision" / "ansible"),
             "playbook_file": str(self.catalog.root / playbook) if playbook else "",
+            "verify_file": str(self.catalog.root / self.verify) if self.verify else "",
+            "packages_file": str(self.workdir / LISTING),
         }
         variables.update(attempt.variables)
         if self.provider_name == "aws":
@@ -139,7 +144,14 @@ class PackerBuild:
         except Interrupted as err:
             self.results.finish_build(build_id, "interrupted", message=str(err))
             raise
-        except (BuildFailed, KilnError) as err:
+        except BuildFailed as err:
+            # The verify provisioner failed: Packer stopped before the image and cleaned up.
+            failed = packer_verify_failure(log, self.verify) if self.verify else None
+            self.results.finish_build(build_id, VERIFY_FAILED if failed else "failed", message=str(failed or err))
+            if failed is not None:
+                raise failed from None
+            raise
+        except KilnError as err:
             self.results.finish_build(build_id, "failed", message=str(err))
             raise
         if plays_here and playbook:
@@ -169,6 +181,13 @@ class PackerBuild:
         if not uses_plugins():
             return rendered, {}
         return self.plugins().prepare(rendered, workdir / "template")
+
+    @property
+    def verify(self) -> str | None:
+        """The role's verify play, which the template runs only where a machine is reached."""
+        if not self.spec.job.playbook:
+            return None
+        return self.catalog.roles[self.spec.key.role].verify_play(self.catalog.root)
 
     @property
     def rendered(self) -> Path:

@@ -23,6 +23,9 @@ ROLE_SCHEMA = {
     "role_id": Field(str, content=True),
     # false: no provisioning (the root); default provision/ansible/<role>.yml
     "playbook": Field((str, bool)),
+    # The role's test (like Molecule's verify.yml), run on the machine after the play and before
+    # the image: default provision/ansible/verify/<role>.yml when it exists; false: none.
+    "verify": Field((str, bool)),
     "inputs": Field(list, default=[]),
     # e.g. "30d": the role's content changes with time (package updates), so the start of the
     # current period is part of its fingerprint.
@@ -145,6 +148,27 @@ class Role:
             return None
         if value is None or value is True:
             return f"provision/ansible/{self.name}.yml"
+        return str(value)
+
+    def verify_play(self, root: Path) -> str | None:
+        """The verify play's path (repository-relative), or None: a role without a play has no
+        machine to test, and the default file is optional while a named one must exist."""
+        value = self.conf.get("verify")
+        if value is False or self.playbook is None:
+            return None
+        if value is None or value is True:
+            default = f"provision/ansible/verify/{self.name}.yml"
+            if (root / default).is_file():
+                return default
+            if value is True:
+                raise KilnError(
+                    f"{self.conf.path}: key 'verify' is true but {default} does not exist; create it or name the file"
+                )
+            return None
+        if not (root / str(value)).is_file():
+            raise KilnError(
+                f"{self.conf.path}: key 'verify': {value} does not exist; name a playbook file in the repository"
+            )
         return str(value)
 
     @property
@@ -333,6 +357,8 @@ def load_catalog(root: Path) -> Catalog:
             seen.add(parent)
             parent = roles[parent].parent
         role.refresh_days  # noqa: B018 - validates the value early
+        if role.conf.get("verify") is not None:
+            role.verify_play(root)  # a named verify file must exist: said before anything runs
         if role.conf.get("instance_type") is not None:
             check_instance_types(role.conf["instance_type"], f"packer/{role.name}/role.toml")
         if role.conf.get("lifecycle"):

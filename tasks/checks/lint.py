@@ -174,6 +174,7 @@ def _var_file(catalog: Catalog, role: str, target: Path) -> Path:
     from tasks.build.var_file import hcl_value
 
     playbook = catalog.roles[role].playbook
+    verify = catalog.roles[role].verify_play(catalog.root)
     variables: dict[str, Any] = {
         "region": PLACEHOLDER_REGION,
         "source_ami": "ami-00000000000000000",
@@ -182,6 +183,8 @@ def _var_file(catalog: Catalog, role: str, target: Path) -> Path:
         "manifest_path": str(target.parent / f"{role}.manifest.json"),
         "ansible_dir": str(catalog.root / "provision" / "ansible"),
         "playbook_file": str(catalog.root / playbook) if playbook else "",
+        "verify_file": str(catalog.root / verify) if verify else "",
+        "packages_file": str(target.parent / f"{role}.packages.tsv"),
     }
     path = target.with_name(f"{role}.pkrvars.hcl")
     path.write_text("".join(f"{k} = {hcl_value(v)}\n" for k, v in sorted(variables.items())))

@@ -33,6 +33,13 @@ def _aws_only(run: Session, command: str) -> None:
         raise KilnError(f"variable provider: doit {command} works with aws and sandbox, not {run.options.provider} yet")
 
 
+def _aws_only_or_local(run: Session, command: str) -> None:
+    if run.options.provider == "azure":
+        from tasks.errors import KilnError
+
+        raise KilnError(f"variable provider: doit {command} works with aws, sandbox and local, not azure yet")
+
+
 def _task(name: str, doc: str, body: Callable[..., str], **extra: Any) -> dict[str, Any]:
     def action(**kwargs: Any) -> object:
         def go() -> None:
@@ -111,6 +118,37 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
 
         return sync_command(run, _regions(run))
 
+    def verify(pos: list[str]) -> str:
+        from tasks.fleet.verify import verify_command
+
+        return verify_command(run, pos)
+
+    def promote(pos: list[str]) -> str:
+        from tasks.fleet.promote import promote_command
+
+        _aws_only_or_local(run, "promote")
+        named = cmdline_vars()
+        return promote_command(run, pos, named.get("channel", ""), named.get("image", ""))
+
+    def channels() -> str:
+        from tasks.fleet.channels import channels_command
+
+        named = cmdline_vars()
+        return channels_command(run, named.get("role", ""), named.get("format", "table"))
+
+    def packages(pos: list[str]) -> str:
+        from tasks.fleet.packages import packages_command
+
+        return packages_command(run, pos)
+
+    def diff(pos: list[str]) -> str:
+        from tasks.fleet.diff import diff_command
+
+        v = cmdline_vars()
+        return diff_command(
+            run, pos, v.get("channel", ""), v.get("image", ""), v.get("image2", ""), v.get("format", "table")
+        )
+
     yield _task("validate", "pre-flight: Packer, credentials, instance profile, bucket, regions, network", validate)
     yield _task("init-region", "write customers/<c>/package/<region>.toml from the region's network", init_region)
     yield _task(
@@ -142,5 +180,27 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         "cleanup",
         "what killed builds left: kiln's build instances, Packer's key pairs and groups, untagged images (apply=1)",
         cleanup,
+    )
+    yield _task(
+        "verify",
+        "verify <role>: its verify play again against the current image's machine (local layer, sandbox target)",
+        verify,
+        pos_arg="pos",
+    )
+    yield _task(
+        "promote",
+        "promote <role> channel=NAME [image=ID] [force=1]: point a channel at the current (or named) image",
+        promote,
+        pos_arg="pos",
+    )
+    yield _task("channels", "every channel assignment, the current ones marked (role=..., format=json)", channels)
+    yield _task(
+        "packages", "packages <role>: the current image's package inventory (CycloneDX JSON)", packages, pos_arg="pos"
+    )
+    yield _task(
+        "diff",
+        "diff <role> channel=NAME (or image=A image2=B): packages added, removed, upgraded; inputs that differ",
+        diff,
+        pos_arg="pos",
     )
     yield _task("sync", "rebuild the results database from the cloud's tags", sync)

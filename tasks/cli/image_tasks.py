@@ -42,6 +42,8 @@ def image_tasks(root: Path) -> Iterator[dict[str, Any]]:
             lint = [template_check(role.name, distro, o.customer)]
             if role.playbook is not None:
                 lint.insert(0, playbook_check(role.playbook))
+                if (verify := role.verify_play(catalog.root)) is not None:
+                    lint.insert(0, playbook_check(verify))  # the verify play is syntax-checked too
                 if o.playbook:
                     lint.insert(0, playbook_check(o.playbook))  # playbook=PATH is checked too
             for region in o.regions:
@@ -68,6 +70,10 @@ def _render_task(run: Session, catalog: Catalog, role: str, distro: str) -> dict
         catalog.root / "distros" / distro / "distro.toml",
         catalog.root / "customers" / o.customer / "customer.toml",
     ]
+    # A verify play adds a provisioner: the render changes when one appears or goes.
+    verify = catalog.roles[role].verify_play(catalog.root) if catalog.roles[role].playbook else None
+    if verify is not None:
+        files.append(catalog.root / verify)
     target = run.rendered_path(role, distro)
     name = f"_render:{role}/{distro}/{run.render_label}/{o.customer}"
     return {
@@ -76,7 +82,7 @@ def _render_task(run: Session, catalog: Catalog, role: str, distro: str) -> dict
         "actions": [(_render, [run, name, role, distro, target])],
         "file_dep": [str(f) for f in files],
         "targets": [str(target)],
-        "uptodate": [config_changed(RENDER_VERSION)],
+        "uptodate": [config_changed(f"{RENDER_VERSION} verify={verify}")],
         "clean": True,
     }
 

@@ -64,6 +64,7 @@ def lint_tasks(root: Path) -> Iterator[dict[str, Any]]:
     catalog, o = run.catalog, run.options
     lint = LintRun()
     playbooks = [r.playbook for r in catalog.roles.values() if r.playbook is not None]
+    playbooks += [v for r in catalog.roles.values() if (v := r.verify_play(catalog.root)) is not None]
     if o.playbook:
         playbooks.append(o.playbook)
     names: list[str] = []
@@ -88,6 +89,7 @@ def lint_tasks(root: Path) -> Iterator[dict[str, Any]]:
             str(catalog.root / "packer" / role.name / "role.toml"),
             customer_toml,
             *([str(catalog.root / role.playbook)] if role.playbook else []),
+            *([str(catalog.root / v)] if (v := role.verify_play(catalog.root)) else []),
             # The plugin versions Packer 1.7 and newer validate with (not part of any fingerprint).
             *([str(plugins_toml)] if plugins_toml.exists() else []),
         ]

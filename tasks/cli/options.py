@@ -41,6 +41,8 @@ KNOWN_VARIABLES = (
     "vpc",
     "subnet",
     "provision",
+    "channel",
+    "image2",
 )
 
 

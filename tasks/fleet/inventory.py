@@ -35,6 +35,9 @@ class Entry:
     # What it keeps (GiB of volumes and snapshots) and the instance time of the build that made it.
     size: str = "-"
     build: str = "-"
+    # The role's verify play on it: passed | unverified (no machine ran it) | failed | - (none)
+    verified: str = "-"
+    channels: tuple[str, ...] = ()  # the channels that point at it in its region
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +54,8 @@ class Entry:
             "shared_with": list(self.shared_with),
             "size": self.size,
             "build": self.build,
+            "verified": self.verified,
+            "channels": list(self.channels),
         }
 
 
@@ -126,11 +131,16 @@ def inventory(run: Context, roles: list[str], distros: list[str], regions: list[
                         fingerprint=wanted,
                         row=row,
                         shared_with=tuple(shares.get((row["account"], region, row["image_id"]), ()) if row else ()),
+                        verified=str(row["verified"] or "-") if row else "-",
                     )
                 )
     from dataclasses import replace
 
+    from tasks.records.channels import pointing_at
     from tasks.records.costs import image_costs
+
+    on = pointing_at(run.results, o.provider, o.customer)
+    out = [replace(e, channels=tuple(sorted(on.get((e.region, e.image_id), [])))) for e in out]
 
     costs = image_costs(run.results, [e.image_id for e in out if e.image_id != "-"])
     return [
@@ -160,6 +170,8 @@ def render(entries: list[Entry], fmt: str) -> str:
         "image_id",
         "origin",
         "age",
+        "verified",
+        "channels",
         "shared",
         "status",
         "size",
@@ -169,6 +181,8 @@ def render(entries: list[Entry], fmt: str) -> str:
     def cell(e: Entry, c: str) -> str:
         if c == "shared":  # with whom: account ids, o-... and ou-... for organizations and OUs
             return ",".join(short(v) for v in e.shared_with) or "-"
+        if c == "channels":
+            return ",".join(e.channels) or "-"
         return str(e.as_dict()[c])
 
     table = [columns] + [tuple(cell(e, c) for c in columns) for e in entries]

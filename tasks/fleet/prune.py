@@ -165,6 +165,10 @@ def plan(run: Context, region: str, keep: int | None, now: datetime | None = Non
     held.update(
         {i.image_id: "named in an export file" for i in images if i.image_id in in_exports and i.image_id not in held}
     )
+    from tasks.records.channels import held as on_channels
+
+    for image_id, why in on_channels(run.results, o.provider, o.customer, region).items():
+        held.setdefault(image_id, why)
     retire = o.provider in ("aws", "sandbox")  # local layers and Azure managed images: only removal
 
     verdicts: list[Verdict] = []

@@ -80,6 +80,15 @@ def revoke_command(run: Context, image_id: str, reason: str) -> str:
         lines.append(f"{what} {member} ({row['role']}/{row['distro']}/{region}): {reason.strip()}")
         below += descendants(run, member)
     lines.append("the next run of its role builds a new one")
+    from tasks.records.channels import pointing_at
+
+    on = pointing_at(run.results, row["provider"], row["customer"])
+    for member, region in copies(run, image_id):
+        for channel in sorted(on.get((region, member), [])):
+            lines.append(
+                f"channel {channel} of {row['role']} ({region}) still points at {member}: it stays there until"
+                f" promoted again (doit promote {row['role']} channel={channel})"
+            )
     if below:
         lines.append(f"built on it, now stale until rebuilt: {', '.join(below)}")
     return "\n".join(lines) + "\n"

@@ -79,6 +79,16 @@ class AnsibleContent:
                 self._plays[playbook] = Play(layout, playbook_inputs(layout, self.root / playbook))
             return self._plays[playbook]
 
+    def verify_play(self, verify: str, playbook: str) -> Play:
+        """A role's verify play, scanned like a playbook but in the layout of the role's play:
+        it runs beside that play, with the same roles, collections and ansible.cfg."""
+        with self._lock:
+            name = f"verify:{verify}:{playbook}"
+            if name not in self._plays:
+                layout = self.layout(playbook)
+                self._plays[name] = Play(layout, playbook_inputs(layout, self.root / verify))
+            return self._plays[name]
+
     def say_notes(self, playbook: str) -> None:
         """Once per run and playbook, when an image of it is built: what kiln took whole."""
         with self._lock:

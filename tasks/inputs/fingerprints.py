@@ -61,6 +61,11 @@ def input_files(
         play = ansible.play(playbook)
         for path, why in play.inputs.files.items():
             files.setdefault(play.key(path), (path, why))
+        verify = role.verify_play(catalog.root)
+        if verify is not None:  # the test is an input: a changed verify play re-verifies by rebuilding
+            test = ansible.verify_play(verify, playbook)
+            for path, why in test.inputs.files.items():
+                files.setdefault(test.key(path), (path, f"verify play: {why}"))
     for pattern in role.inputs:
         matched = sorted(p for p in catalog.root.glob(pattern) if p.is_file())
         if not matched:
@@ -99,6 +104,8 @@ def content_manifest(
     }
     if playbook is not None:
         manifest["tools"] = {**tool_versions(), **ansible.play(playbook).inputs.tools}
+    if playbook is not None and (verify := role.verify_play(catalog.root)) is not None:
+        manifest["verify"] = verify
     if override and playbook is not None:
         manifest["playbook_override"] = playbook
     if role.parent is not None:

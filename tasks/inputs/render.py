@@ -88,7 +88,10 @@ def check_context(role: Role, distro: Distro, customer: Customer) -> None:
             )
 
 
-def context(role: Role, distro: Distro, customer: Customer, provider: str, playbook: str | None) -> dict[str, Any]:
+def context(
+    role: Role, distro: Distro, customer: Customer, provider: str, playbook: str | None, verify: str | None = None
+) -> dict[str, Any]:
+    """verify: the role's verify play, a second Ansible provisioner after the role's play."""
     check_context(role, distro, customer)
     return {
         # parent: azure-arm starts a root from the marketplace and a child from a managed image.
@@ -98,6 +101,7 @@ def context(role: Role, distro: Distro, customer: Customer, provider: str, playb
             "description": role.description,
             "playbook": playbook,
             "parent": role.parent,
+            "verify": verify if playbook else None,
         },
         "distro": {"name": distro.name, **distro.conf.values},
         "customer": {"name": customer.name, **customer.conf.content()},
@@ -130,7 +134,8 @@ def render_text(
         extensions=list(extensions),
     )
     try:
-        return env.get_template(path.name).render(context(role, distro, customer, provider, playbook))
+        verify = role.verify_play(catalog.root) if playbook else None
+        return env.get_template(path.name).render(context(role, distro, customer, provider, playbook, verify))
     except jinja2.TemplateSyntaxError as err:
         where = err.filename or shown
         with contextlib.suppress(ValueError):

@@ -310,6 +310,40 @@ class AwsProvider:
         for snapshot in found.snapshot_ids if found else ():
             self.call(f"ec2 DeleteSnapshot {snapshot} in {region}", partial(ec2.delete_snapshot, SnapshotId=snapshot))
 
+    # -- channels (base.ChannelStore) -------------------------------------------------------
+
+    def put_channel(self, region: str, name: str, image_id: str, description: str) -> None:
+        """The channel's SSM parameter; AWS checks an aws:ec2:image value exists in the
+        account and region (asynchronously; moto 5.2 accepts any)."""
+        ssm = self.client("ssm", region)
+        self.call(
+            f"ssm PutParameter {name} in {region}",
+            lambda: ssm.put_parameter(
+                Name=name,
+                Value=image_id,
+                Type="String",
+                DataType="aws:ec2:image",
+                Overwrite=True,
+                Description=description[:1024],
+            ),
+        )
+
+    def read_channels(self, region: str, prefix: str) -> dict[str, str]:
+        ssm = self.client("ssm", region)
+        out: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Path": prefix, "Recursive": True}
+            if token:
+                kwargs["NextToken"] = token
+            page = self.call(
+                f"ssm GetParametersByPath {prefix} in {region}", partial(ssm.get_parameters_by_path, **kwargs)
+            )
+            out.update({p["Name"]: p["Value"] for p in page.get("Parameters", [])})
+            token = page.get("NextToken")
+            if not token:
+                return out
+
     def images_by_fingerprint(self, region: str) -> dict[str, list[CloudImage]]:
         return by_fingerprint(self.our_images(region))
 

@@ -91,3 +91,14 @@ class Provider(Protocol):
     def tag_image(self, region: str, image: CloudImage | str, tags: dict[str, str]) -> None: ...
 
     def describe_image(self, region: str, image_id: str) -> CloudImage | None: ...
+
+
+class ChannelStore(Protocol):
+    """A provider whose cloud holds channels natively (AWS and the sandbox: SSM parameters of
+    data type aws:ec2:image, which Terraform, CloudFormation and launch templates resolve)."""
+
+    def put_channel(self, region: str, name: str, image_id: str, description: str) -> None: ...
+
+    def read_channels(self, region: str, prefix: str) -> dict[str, str]:
+        """Parameter name -> image id under a path: one paginated call per region."""
+        ...

@@ -42,8 +42,14 @@ class Recorder:
         *,
         build_id: int | None = None,
         source: str | None = None,
+        verified: str | None = None,
     ) -> None:
+        """verified: what the build's verify play said (passed, unverified); a copy or an
+        adopted image carries what was recorded for its content, else unverified if the role
+        has a verify play."""
         built = origin == "built"
+        if verified is None and not built and manifest.get("verify"):
+            verified = self.results.verified_as(self.exports.provider, fp) or "unverified"
         row = ImageRow(
             provider=self.exports.provider,
             account=self._account(),
@@ -61,6 +67,7 @@ class Recorder:
             packer_version=self._packer_version() if built and self.exports.provider != "local" else None,
             git_commit=self._git_commit() if built else None,
             playbook_override=manifest.get("playbook_override"),  # set only under playbook=PATH
+            verified=verified,
         )
         with self.results.write() as con:
             self.results.record_image(row, con)

@@ -51,6 +51,21 @@ CREATE TABLE IF NOT EXISTS shares (
     at TEXT NOT NULL,
     PRIMARY KEY (provider, account, region, image_id)
 );
+-- Every channel assignment (tasks/records/channels.py): the newest row of a channel is where it
+-- points; previous_image is where it pointed before (what a rollback returns to).
+CREATE TABLE IF NOT EXISTS channels (
+    id INTEGER PRIMARY KEY,
+    provider TEXT NOT NULL, customer TEXT NOT NULL, distro TEXT NOT NULL, region TEXT NOT NULL,
+    role TEXT NOT NULL, channel TEXT NOT NULL, image_id TEXT NOT NULL, previous_image TEXT,
+    who TEXT NOT NULL, at TEXT NOT NULL, parameter TEXT
+);
+CREATE INDEX IF NOT EXISTS channels_place ON channels (provider, customer, role, channel);
+-- The package inventory of each image (tasks/records/packages.py): its CycloneDX file.
+CREATE TABLE IF NOT EXISTS packages (
+    provider TEXT NOT NULL, image_id TEXT NOT NULL, path TEXT NOT NULL, count INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (provider, image_id)
+);
 CREATE TABLE IF NOT EXISTS confirmations (
     provider TEXT NOT NULL, account TEXT NOT NULL, region TEXT NOT NULL, at TEXT NOT NULL,
     PRIMARY KEY (provider, account, region)
@@ -68,6 +83,8 @@ ADDED_COLUMNS = (
     ("builds", "plugins", "TEXT"),  # JSON: plugin source -> version (Packer 1.7 and newer)
     ("images", "volume_gb", "INTEGER"),  # GiB of its volumes: what its snapshots hold at most
     ("images", "snapshots", "INTEGER"),
+    # The role's verify play on this image: passed | unverified (no machine ran it) | NULL (none)
+    ("images", "verified", "TEXT"),
 )
 BUILD_DETAILS = frozenset(c for table, c, _ in ADDED_COLUMNS if table == "builds")
 
@@ -106,6 +123,7 @@ class ImageRow:
     created_at: str = ""
     state: str = "available"
     revoked_reason: str | None = None
+    verified: str | None = None
 
 
 class Results:
@@ -191,12 +209,13 @@ class Results:
             row.playbook_override,
             row.revoked_reason,
             json.dumps(row.manifest, sort_keys=True),
+            row.verified,
         )
         sql = (
             "INSERT INTO images (provider, account, region, customer, distro, role, fingerprint,"
             " image_id, image_name, parent_image, source_image, origin, state, created_at,"
-            " packer_version, git_commit, playbook_override, revoked_reason, manifest)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " packer_version, git_commit, playbook_override, revoked_reason, manifest, verified)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (provider, account, region, image_id) DO UPDATE SET state = excluded.state,"
             " fingerprint = excluded.fingerprint, revoked_reason = excluded.revoked_reason"
         )
@@ -212,6 +231,22 @@ class Results:
             " ORDER BY created_at DESC, id DESC",
             (provider, account, region, fingerprint),
         )
+
+    def verified_as(self, provider: str, fingerprint: str) -> str | None:
+        """What a verify play said of this content anywhere (a copy or adoption of it)."""
+        rows = self.read(
+            "SELECT verified FROM images WHERE provider=? AND fingerprint=? AND verified IS NOT NULL"
+            " ORDER BY verified != 'passed', id DESC LIMIT 1",
+            (provider, fingerprint),
+        )
+        return str(rows[0]["verified"]) if rows else None
+
+    def set_verified(self, provider: str, region: str, image_id: str, verified: str) -> None:
+        with self.write() as con:
+            con.execute(
+                "UPDATE images SET verified=? WHERE provider=? AND region=? AND image_id=?",
+                (verified, provider, region, image_id),
+            )
 
     def mark_gone(self, provider: str, account: str, region: str, image_ids: list[str]) -> None:
         if not image_ids:
