@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tasks.catalog.load import Catalog
 from tasks.errors import KilnError
+from tasks.providers.sandbox_lifetime import alive as _alive
 from tasks.providers.sandbox_lifetime import check_settings, is_server, server_command, stop_lost, terminate
 
 FAKE_KEY = "testing"  # moto accepts any key; this one is obviously not a credential
@@ -56,16 +57,6 @@ def vendor_seed(catalog: Catalog) -> list[dict[str, object]]:
                 }
             )
     return images
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _responds(endpoint: str) -> bool:

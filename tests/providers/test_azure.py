@@ -467,6 +467,7 @@ def test_rendered_templates_pass_packer_validate(kiln: Kiln, distro: str) -> Non
             "vm_size": "Standard_B2s",
             "ansible_dir": str(kiln.root / "provision/ansible"),
             "playbook_file": str(kiln.root / f"provision/ansible/{role}.yml"),
+            "packages_file": str(kiln.state / f"{role}.packages.tsv"),  # where the package listing lands
         }
         var_file = kiln.state / f"{role}.pkrvars.hcl"
         var_file.write_text("".join(f"{k} = {hcl_value(v)}\n" for k, v in sorted(variables.items())))

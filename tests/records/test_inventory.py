@@ -23,6 +23,8 @@ def test_images_in_every_format(kiln: Kiln) -> None:
         "image_id",
         "origin",
         "age",
+        "verified",
+        "channels",
         "shared",
         "status",
         "size",
