@@ -6,10 +6,12 @@ fingerprint still `running` belongs to a run that was killed. And a lease taken 
 holder's pid gone on this host, or its lease expired) means the holder's build died wherever it
 ran. Either way, what that build left is removed first, by the names kiln and Packer give it:
 
-- its instance (Packer's run_tags: `kiln build <role>-<distro>-<fingerprint[:12]>-<stamp>`),
-  then the temporary key pair and security group that instance used (`packer_*`), and the key
-  pair kiln imported for a sandbox target (`kiln-target-<role>-<pid>-...`, its pid dead);
-- an image of that name Packer made without kiln's `fingerprint` tag (killed before the
+- what the build's trail (tasks/build/trail.py: Packer's own lines, noted as it said them)
+  names: its temporary key pair and security group, its instance, its image;
+- its instance by Packer's run_tags (`kiln build <role>-<distro>-<fingerprint[:12]>-<stamp>`),
+  with the `packer_*` key pair and group that instance used, and the key pair kiln imported
+  for a sandbox target (`kiln-target-<role>-<pid>-...`, its pid dead);
+- an image of that name, or the trail's, without kiln's `fingerprint` tag (killed before the
   commit point);
 - on this machine: the unfinished local layer (`.<name>.<pid>`, its pid dead) and the sandbox
   target's processes and mounts.
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tasks.build import lease
+from tasks.build import lease, trail
 from tasks.build.rootfs import mounts_under, processes_in, release
 from tasks.errors import KilnError
 from tasks.models import ImageKey
@@ -55,8 +57,10 @@ def sweep(
     provider: Any,
     results: Results,
     state: Path,
+    workdir: Path,
     say: Callable[[str], None],
 ) -> None:
+    """workdir: the image's working folder, where its last build noted what Packer made."""
     """Remove what killed builds of this image left, and say so; call under the image's lock."""
     rows = results.read(
         "SELECT id, started_at FROM builds WHERE provider=? AND region=? AND fingerprint=? AND status='running'",
@@ -69,7 +73,7 @@ def sweep(
     removed: list[str] = []
     left: list[str] = []
     if provider_name in ("aws", "sandbox"):
-        _cloud(provider, key, name, removed, left)
+        _cloud(provider, key, name, removed, left, workdir)
     _local(state, key, name, removed)
     what = f"removed {', '.join(removed)}" if removed else "nothing of it was left"
     rest = f"; left: {'; '.join(left)}" if left else ""
@@ -83,7 +87,7 @@ def sweep(
         say(f"{key.label}: the build of {holder} did not finish; {what}{rest}")
 
 
-def _cloud(provider: Any, key: ImageKey, name: str, removed: list[str], left: list[str]) -> None:
+def _cloud(provider: Any, key: ImageKey, name: str, removed: list[str], left: list[str], workdir: Path) -> None:
     region = key.region
     ec2: Any = provider.client("ec2", region)
 
@@ -96,21 +100,22 @@ def _cloud(provider: Any, key: ImageKey, name: str, removed: list[str], left: li
         removed.append(what)
         return True
 
-    found = provider.call(
-        f"ec2 DescribeInstances (a killed build's) in {region}",
-        lambda: ec2.describe_instances(
-            Filters=[
-                {"Name": "tag:Name", "Values": [f"kiln build {name}-*"]},
-                {"Name": "instance-state-name", "Values": ALIVE_STATES},
-            ]
-        ),
-    )
-    instances = [i for r in found.get("Reservations", []) for i in r.get("Instances", [])]
+    noted = trail.read(workdir)  # what Packer said it made
+    filters = [{"Name": "instance-state-name", "Values": ALIVE_STATES}]
+    searches = [[{"Name": "tag:Name", "Values": [f"kiln build {name}-*"]}, *filters]]
+    if noted.get("instance"):
+        searches.append([{"Name": "instance-id", "Values": noted["instance"]}, *filters])
+    instances: dict[str, dict[str, Any]] = {}
+    for search in searches:
+        found = provider.call(
+            f"ec2 DescribeInstances (a killed build's) in {region}",
+            lambda search=search: ec2.describe_instances(Filters=search),
+        )
+        instances.update({i["InstanceId"]: i for r in found.get("Reservations", []) for i in r.get("Instances", [])})
     ended: list[str] = []
-    keys: set[str] = set()
+    keys: set[str] = set(noted.get("key pair", []))
     groups: set[tuple[str, str]] = set()
-    for i in instances:
-        iid = i["InstanceId"]
+    for iid, i in sorted(instances.items()):
         keys.add(str(i.get("KeyName", "")))
         groups |= {(g["GroupId"], g.get("GroupName", "")) for g in i.get("SecurityGroups", [])}
         if attempt(
@@ -127,6 +132,14 @@ def _cloud(provider: Any, key: ImageKey, name: str, removed: list[str], left: li
                 f"ec2 DescribeInstances (waiting for {len(ended)} to end) in {region}",
                 lambda: waiter.wait(InstanceIds=ended, WaiterConfig={"Delay": 5, "MaxAttempts": 60}),
             )
+    if noted.get("security group"):  # made before the instance: known by its name only
+        named = provider.call(
+            f"ec2 DescribeSecurityGroups (a killed build's) in {region}",
+            lambda: ec2.describe_security_groups(
+                Filters=[{"Name": "group-name", "Values": noted["security group"]}]
+            ).get("SecurityGroups", []),
+        )
+        groups |= {(g["GroupId"], g["GroupName"]) for g in named}
     for gid, gname in sorted(groups):
         if gname.startswith("packer_"):
             attempt(
@@ -149,9 +162,19 @@ def _cloud(provider: Any, key: ImageKey, name: str, removed: list[str], left: li
                 f"ec2 DeleteKeyPair {kname} in {region}",
                 lambda kname=kname: ec2.delete_key_pair(KeyName=kname),
             )
+    for ami in noted.get("image", []):  # made, maybe not even tagged by Packer yet
+        image = provider.describe_image(region, ami)
+        if image is not None and not image.fingerprint:
+            attempt(
+                f"image {ami} without its fingerprint tag",
+                f"aws ec2 deregister-image --region {region} --image-id {ami} (and its snapshots)",
+                f"ec2 DeregisterImage {ami} in {region}",
+                lambda ami=ami: provider.deregister(region, ami),
+            )
     provider.forget(region)
+    gone = set(noted.get("image", []))
     for image in provider.our_images(region):
-        if not image.fingerprint and image.name.startswith(f"{name}-"):
+        if not image.fingerprint and image.name.startswith(f"{name}-") and image.image_id not in gone:
             attempt(
                 f"image {image.image_id} without its fingerprint tag",
                 f"aws ec2 deregister-image --region {region} --image-id {image.image_id} (and its snapshots)",

@@ -112,6 +112,7 @@ class Builder:
                 provider=self.provider,
                 results=self.results,
                 state=self.state,
+                workdir=self.state / "work" / self.place(key),
                 say=self.say,
             )
 
@@ -249,13 +250,17 @@ class Builder:
         with self._lock:
             self.build_ids.append(build_id)
 
+    def place(self, key: ImageKey) -> str:
+        """provider/customer/distro/region/role: an image's working and log folders."""
+        return f"{self.provider_name}/{self.recorder.exports.customer}/{key.distro}/{key.region}/{key.role}"
+
     def spec(self, key: ImageKey, job: Job, what: str) -> Spec:
         fp, manifest = self.fingerprints(key)
         # Milliseconds: clouds refuse a duplicate name, and force=1 twice in a second is not rare.
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S%f")[:-3]
         name = f"{key.role}-{key.distro}-{fp[:12]}" + (f"-{stamp}" if what == "image" else "")
         source = source_image(key, self.catalog, self.provider, self.index, self.fingerprints)
-        place = f"{self.provider_name}/{self.recorder.exports.customer}/{key.distro}/{key.region}/{key.role}"
+        place = self.place(key)
         logs = self.state / "logs" / place
         logs.mkdir(parents=True, exist_ok=True)
         return Spec(

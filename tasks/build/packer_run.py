@@ -11,7 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
-from tasks.build import interrupts
+from tasks.build import interrupts, trail
 from tasks.build.child_process import run_streamed
 from tasks.errors import BuildFailed, Interrupted, KilnError
 from tasks.packer_bin import packer_path
@@ -95,6 +95,7 @@ def run_packer(
             fields = raw.rstrip("\n").split(",", 4)
             if len(fields) >= 4 and fields[2] == "ui":
                 kind, text = fields[3], _unescape(fields[4] if len(fields) > 4 else "")
+                trail.note(workdir, text)  # what Packer made, for the run after a kill (trail.py)
                 if kind == "error":
                     errors.append(text.strip())
                 _show(prefix, text.rstrip())

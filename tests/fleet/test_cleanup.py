@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -65,6 +66,46 @@ def test_an_image_killed_before_its_fingerprint_tag_is_removed_by_the_next_run(k
     assert f"removed image {orphan} without its fingerprint tag" in line and line.endswith("marked it crashed")
     assert cloud_leftovers(ec2) == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0}
     assert [r["status"] for r in kiln.rows("SELECT status FROM builds ORDER BY id")] == ["crashed", "ok"]
+    assert len(kiln.rows("SELECT * FROM images WHERE role='base-vmi'")) == 1
+
+
+EARLY_PACKER = """#!{python}
+# Stands in for Packer's first steps only: it makes the temporary key pair and security group
+# in the sandbox and says so exactly as Packer 1.6.6 does, then waits to be killed.
+import os, re, sys, time
+import boto3
+if sys.argv[1] != "build":
+    os.execv("/usr/bin/packer", ["/usr/bin/packer", *sys.argv[1:]])
+text = open(next(a.split("=", 1)[1] for a in sys.argv if a.startswith("-var-file="))).read()
+endpoint = re.search(r'ec2_endpoint *= *"([^"]*)"', text).group(1)
+region = re.search(r'region *= *"([^"]*)"', text).group(1)
+ec2 = boto3.client("ec2", region_name=region, endpoint_url=endpoint)
+ec2.create_key_pair(KeyName="packer_0a1b2c3d-early-key")
+print(f"{{int(time.time())}},,ui,say,==> amazon-ebs.image: Creating temporary keypair: packer_0a1b2c3d-early-key", flush=True)
+group = "packer_0a1b2c3d-early-group"
+print(f"{{int(time.time())}},,ui,say,==> amazon-ebs.image: Creating temporary security group for this instance: {{group}}", flush=True)
+ec2.create_security_group(GroupName=group, Description="Temporary group for Packer")
+open("{mark}", "w").write(str(os.getpid()))
+time.sleep(300)
+"""
+
+
+def test_what_packer_made_before_the_instance_is_removed_by_the_next_run(kiln: Kiln, tmp_path: Path) -> None:
+    """The trail: Packer's key pair and group exist before any instance names them."""
+    kiln.doit("sandbox")
+    ec2 = kiln.ec2()
+    mark = tmp_path / "packer.pid"
+    fake = tmp_path / "bin" / "packer"
+    fake.parent.mkdir()
+    fake.write_text(EARLY_PACKER.format(python=sys.executable, mark=mark))
+    fake.chmod(0o755)
+    kill_kiln_when(kiln, {"PATH": f"{fake.parent}:/usr/bin:/bin"}, mark, "base-vmi", *SANDBOX)
+    before = cloud_leftovers(ec2)
+    assert before == {"instances": 0, "key pairs": 1, "groups": 1, "untagged": 0}
+    again = kiln.doit("base-vmi", *SANDBOX)
+    line = next(ln for ln in again.stderr.splitlines() if "was killed before it finished" in ln)
+    assert "key pair packer_0a1b2c3d-early-key" in line and "(packer_0a1b2c3d-early-group)" in line, line
+    assert cloud_leftovers(ec2) == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0}
     assert len(kiln.rows("SELECT * FROM images WHERE role='base-vmi'")) == 1
 
 
