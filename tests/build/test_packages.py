@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from conftest import Kiln, failure_line, seed_rootfs
@@ -45,7 +46,7 @@ def test_packages_is_cyclonedx_and_diff_names_an_added_package(kiln: Kiln, rootf
     listed = {c["name"]: c["version"] for c in doc["components"]}
     assert listed == dpkg_listed(kiln.state / "local/layers" / core)
     bash = next(c for c in doc["components"] if c["name"] == "bash")
-    assert bash["purl"].startswith(f"pkg:deb/debian/bash@{bash['version']}?arch=")
+    assert bash["purl"].startswith(f"pkg:deb/debian/bash@{quote(bash['version'], safe='')}?arch=")
     assert any("%3A" in c["purl"] for c in doc["components"] if ":" in c["version"]), "epochs are percent-encoded"
     assert (kiln.state / "packages" / f"{core}.cdx.json").is_file()
     assert kiln.rows("SELECT count FROM packages WHERE image_id=?", (core,))[0][0] == len(listed)
