@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything kiln needs on a Debian machine that has only Python 3:
 # apt's python3-venv and packer (each only when missing; Debian's Packer 1.6.6 is the floor),
-# debootstrap and ssh-keygen for provider=local and the provisioned sandbox, then a .venv in
+# debootstrap and ssh-keygen for provider=local and the provisioned sandbox, graphviz for doit
+# graph, then a .venv in
 # this checkout with kiln, Ansible, moto and the test tools.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -22,6 +23,7 @@ packer_ok || missing+=(packer)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)  # doit graph (svg, png)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "bootstrap: installing ${missing[*]} with apt-get" >&2
   $sudo apt-get update -qq

@@ -63,7 +63,7 @@ def sweep(
     """workdir: the image's working folder, where its last build noted what Packer made."""
     """Remove what killed builds of this image left, and say so; call under the image's lock."""
     rows = results.read(
-        "SELECT id, started_at FROM builds WHERE provider=? AND region=? AND fingerprint=? AND status='running'",
+        "SELECT id, started_at, host, pid FROM builds WHERE provider=? AND region=? AND fingerprint=? AND status='running'",
         (provider_name, key.region, fp),
     )
     holder = lease.TAKEN_OVER.pop(f"{key.region}/{fp}", None)
@@ -80,11 +80,16 @@ def sweep(
     for row in rows:
         results.finish_build(int(row["id"]), "crashed", message=f"killed; the next run: {what}{rest}")
         say(
-            f"{key.label}: build {row['id']} (started {row['started_at']}) was killed before it finished;"
+            f"{key.label}: build {row['id']} (started {row['started_at']}{_by(row)}) was killed before it finished;"
             f" {what}{rest}; marked it crashed"
         )
     if holder is not None and not rows:
         say(f"{key.label}: the build of {holder} did not finish; {what}{rest}")
+
+
+def _by(row: Any) -> str:
+    """Who ran the killed build, when the row says (rows before kiln recorded it do not)."""
+    return f" by pid {row['pid']} on {row['host']}" if row["host"] else ""
 
 
 def _cloud(provider: Any, key: ImageKey, name: str, removed: list[str], left: list[str], workdir: Path) -> None:

@@ -149,6 +149,11 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
             run, pos, v.get("channel", ""), v.get("image", ""), v.get("image2", ""), v.get("format", "table")
         )
 
+    def graph() -> str:
+        from tasks.fleet.graph import graph_command
+
+        return graph_command(run, cmdline_vars().get("format", "dot"))
+
     yield _task("validate", "pre-flight: Packer, credentials, instance profile, bucket, regions, network", validate)
     yield _task("init-region", "write customers/<c>/package/<region>.toml from the region's network", init_region)
     yield _task(
@@ -202,5 +207,11 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         "diff <role> channel=NAME (or image=A image2=B): packages added, removed, upgraded; inputs that differ",
         diff,
         pos_arg="pos",
+    )
+    yield _task(
+        "graph",
+        "the lineage as Graphviz: format=dot (stdout), svg or png (a file in the state folder)",
+        graph,
+        task_dep=renders,
     )
     yield _task("sync", "rebuild the results database from the cloud's tags", sync)

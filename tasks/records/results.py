@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -81,6 +83,10 @@ ADDED_COLUMNS = (
     ("builds", "seconds", "REAL"),  # Packer's wall time, every attempt included
     ("builds", "packer", "TEXT"),  # Packer's version
     ("builds", "plugins", "TEXT"),  # JSON: plugin source -> version (Packer 1.7 and newer)
+    # Who runs it, written with the row before anything is spent: a row still `running` whose
+    # holder is gone is a killed build (tasks/build/dead_builds.py).
+    ("builds", "host", "TEXT"),
+    ("builds", "pid", "INTEGER"),
     ("images", "volume_gb", "INTEGER"),  # GiB of its volumes: what its snapshots hold at most
     ("images", "snapshots", "INTEGER"),
     # The role's verify play on this image: passed | unverified (no machine ran it) | NULL (none)
@@ -295,9 +301,20 @@ class Results:
     ) -> int:
         with self.write() as con:
             cur = con.execute(
-                "INSERT INTO builds (provider, region, customer, distro, role, fingerprint, started_at, status, log_path)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?)",
-                (provider, region, customer, distro, role, fingerprint, now(), str(log)),
+                "INSERT INTO builds (provider, region, customer, distro, role, fingerprint, started_at, status,"
+                " log_path, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                (
+                    provider,
+                    region,
+                    customer,
+                    distro,
+                    role,
+                    fingerprint,
+                    now(),
+                    str(log),
+                    socket.gethostname(),
+                    os.getpid(),
+                ),
             )
             return int(cur.lastrowid or 0)
 

@@ -46,7 +46,6 @@ def test_packages_is_cyclonedx_and_diff_names_an_added_package(kiln: Kiln, rootf
     listed = {c["name"]: c["version"] for c in doc["components"]}
     assert listed == dpkg_listed(kiln.state / "local/layers" / core)
     bash = next(c for c in doc["components"] if c["name"] == "bash")
-    # purl percent-encodes a version's reserved characters ("+" of Debian's binNMUs too).
     assert bash["purl"].startswith(f"pkg:deb/debian/bash@{quote(bash['version'], safe='')}?arch=")
     assert any("%3A" in c["purl"] for c in doc["components"] if ":" in c["version"]), "epochs are percent-encoded"
     assert (kiln.state / "packages" / f"{core}.cdx.json").is_file()

@@ -67,6 +67,9 @@ def test_an_image_killed_before_its_fingerprint_tag_is_removed_by_the_next_run(k
     assert cloud_leftovers(ec2) == {"instances": 0, "key pairs": 0, "groups": 0, "untagged": 0}
     assert [r["status"] for r in kiln.rows("SELECT status FROM builds ORDER BY id")] == ["crashed", "ok"]
     assert len(kiln.rows("SELECT * FROM images WHERE role='base-vmi'")) == 1
+    # The killed build's row was written before Packer ran, with who ran it: the line names them.
+    killed = kiln.rows("SELECT host, pid FROM builds ORDER BY id")[0]
+    assert killed["host"] and f"by pid {killed['pid']} on {killed['host']}" in line
 
 
 EARLY_PACKER = """#!{python}
