@@ -58,13 +58,21 @@ def median_time(fn: Callable[[], object], rounds: int) -> float:
 
 
 def compare(
-    name: str, ours: Callable[[], object], baseline: Callable[[], object], goal: float, rounds: int = 7
+    name: str,
+    ours: Callable[[], object],
+    baseline: Callable[[], object],
+    goal: float,
+    rounds: int = 7,
+    before_baseline: Callable[[], object] | None = None,
 ) -> float:
-    """Alternate the two sides round by round; print and return ours/baseline."""
+    """Alternate the two sides round by round; print and return ours/baseline. before_baseline
+    runs untimed before each baseline round (e.g. a fresh copy of what it changes)."""
     ours_t: list[float] = []
     base_t: list[float] = []
     for _ in range(rounds):
         ours_t.append(median_time(ours, 1))
+        if before_baseline is not None:
+            before_baseline()
         base_t.append(median_time(baseline, 1))
     a, b = statistics.median(ours_t), statistics.median(base_t)
     ratio = a / b

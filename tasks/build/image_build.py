@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tasks.build.spec import Job, Spec
+from tasks.build.spec import Job, PendingChecks, Spec
 from tasks.catalog.distribution import Distribution, encryption_tags
 from tasks.catalog.load import Catalog, Customer
 from tasks.decide import CloudIndex, Decider, Fingerprints, source_image
@@ -49,6 +49,7 @@ class Builder:
     plugins: Callable[[], Plugins]
     say: Callable[[str], None]
     counts: Counter[str]
+    checks_beside: Callable[[list[str]], PendingChecks]  # provider=local's syntax checks
     build_ids: list[int] = field(default_factory=list)
     _gates: dict[str, Gate] = field(default_factory=dict)
     _unverified_said: set[str] = field(default_factory=set)
@@ -171,18 +172,17 @@ class Builder:
         from tasks.records.current import mainline
 
         spec = self.spec(key, job, "layer")
-        image, build_id, final = build_layer(
-            spec, self.catalog, self.customer, self.provider, self.results, self.plays(), self.say
+        image, build_id, final, status = build_layer(
+            spec, self.catalog, self.customer, self.provider, self.results, self.plays(), self.say, self.checks_beside
         )
         verified = "passed" if spec.manifest.get("verify") else None
         self.recorder.record(key, image, spec.fp, spec.manifest, origin="built", build_id=build_id, verified=verified)
         self.counts["built"] += 1
         self.say(f"{key.label}: built layer {final}")
-        status = final / "var/lib/dpkg/status"
-        if status.is_file():  # the layer's package database, read directly (no dpkg runs)
+        if status is not None:  # the layer's package database, read directly (no dpkg runs)
             from tasks.records.packages import from_dpkg_status, store
 
-            listed = from_dpkg_status(status.read_text(errors="replace"))
+            listed = from_dpkg_status(status)
             store(self.results, self.state, "local", image.image_id, key.role, key.distro, listed)
         customer, roles = self.recorder.exports.customer, self.catalog.topological()
         current = {

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -87,41 +88,52 @@ def chroot_exe(folder: Path) -> Path:
     return exe
 
 
-def _path_of(tree: Path, candidates: tuple[str, ...]) -> str:
-    info = tree / "var/lib/dpkg/info"
+def _paths_of(tree: Path) -> dict[str, str]:
+    """Each tool's path as dpkg knows it (the first candidate when no package ships it): one
+    pass over the package file lists, each searched as bytes."""
+    wanted = [(name, path, f"\n{path}\n".encode()) for name, where in TOOLS.items() for path in where]
+    found: dict[str, str] = {}
     with contextlib.suppress(OSError):
-        for listing in info.glob("*.list"):
-            lines = set(listing.read_text(errors="replace").splitlines())
-            for path in candidates:
-                if path in lines:
-                    return path
-    return candidates[0]
+        for listing in (tree / "var/lib/dpkg/info").glob("*.list"):
+            data = b"\n" + listing.read_bytes() + b"\n"
+            for name, path, needle in wanted:
+                if name not in found and needle in data:
+                    found[name] = path
+            if len(found) == len(TOOLS):
+                break
+    return {name: found.get(name, where[0]) for name, where in TOOLS.items()}
 
 
-def _divert(tree: Path, path: str, add: bool) -> None:
-    """dpkg-divert inside the tree when it has one; a plain rename otherwise."""
+def _divert(tree: Path, paths: list[str], add: bool) -> None:
+    """dpkg-divert inside the tree when it has one (one chroot for them all); a plain rename
+    otherwise, or for a path dpkg-divert would not take."""
     if (tree / "usr/bin/dpkg-divert").exists():
         verb = "--add" if add else "--remove"
-        cmd = ["chroot", str(tree), "dpkg-divert", "--local", "--rename", "--divert", f"{path}{REAL}", verb, path]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if proc.returncode == 0:
-            return
-    here, real = tree / path.lstrip("/"), tree / f"{path.lstrip('/')}{REAL}"
-    if add and (here.exists() or here.is_symlink()):
-        here.rename(real)
-    elif not add and (real.exists() or real.is_symlink()):
-        real.replace(here)
+        script = "; ".join(
+            f"dpkg-divert --local --rename --divert {shlex.quote(p + REAL)} {verb} {shlex.quote(p)} >/dev/null"
+            f" || echo {shlex.quote(p)}"
+            for p in paths
+        )
+        proc = subprocess.run(["chroot", str(tree), "/bin/sh", "-c", script], capture_output=True, text=True, check=False)
+        if proc.returncode == 0:  # the paths it would not take, one per line
+            paths = [p for p in proc.stdout.splitlines() if p in paths]
+    for path in paths:
+        here, real = tree / path.lstrip("/"), tree / f"{path.lstrip('/')}{REAL}"
+        if add and (here.exists() or here.is_symlink()):
+            here.rename(real)
+        elif not add and (real.exists() or real.is_symlink()):
+            real.replace(here)
 
 
 def install(tree: Path) -> None:
     """Stand-ins in place (after restoring any a killed run left)."""
     restore(tree)
-    paths = {name: _path_of(tree, where) for name, where in TOOLS.items()}
+    paths = _paths_of(tree)
     marker = tree / MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(paths, indent=1))  # first: a kill from here on is restorable
+    _divert(tree, list(paths.values()), add=True)
     for name, path in paths.items():
-        _divert(tree, path, add=True)
         target = tree / path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(STAND_INS[name])
@@ -140,7 +152,7 @@ def restore(tree: Path) -> None:
         with contextlib.suppress(OSError):
             if target.is_file() and target.read_text(errors="replace").startswith(HEAD):
                 target.unlink()
-        _divert(tree, path, add=False)
+    _divert(tree, list(paths.values()), add=False)
     marker.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         marker.parent.rmdir()  # only if kiln's folder is empty

@@ -1,9 +1,12 @@
-"""Build one provider=local layer: a copy of the parent's tree (or the debootstrap tree for the
+"""Build one provider=local layer: an overlay on the parent's stack (the debootstrap tree for the
 root) with the role's playbook applied through the chroot connection, committed by writing its
-record. A failed layer is removed, or with debug=1 kept with the commands to look into it."""
+record, so the layer holds only what its play changed. Where the kernel refuses overlays in the
+layers folder, a full copy of the parent instead, said once per run. A failed layer is removed,
+or with debug=1 kept with the commands to look into it."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shlex
 import shutil
@@ -12,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tasks.build import overlay
 from tasks.build.rootfs import (
     PlayFailed,
     ansible_command,
@@ -28,16 +32,31 @@ from tasks.build.verify import VerifyFailed, run_verify
 from tasks.catalog.load import Catalog, Customer
 from tasks.errors import BuildFailed, Interrupted, KilnError
 from tasks.providers.base import CloudImage
+from tasks.providers.layer_stack import Lower, base_lower, is_overlay, write_lower
 from tasks.records.results import Results
 
 if TYPE_CHECKING:
-    from tasks.build.spec import Spec
+    from tasks.build.spec import PendingChecks, Spec
     from tasks.inputs.plays import Plays
 
 # Old layers are pointed out after a build when there are many or their disk runs low, so they
 # never fill it silently; a statvfs, not a walk of gigabytes, keeps the edit loop fast.
 WARN_LAYERS = 5
 WARN_FREE = 0.15
+
+
+@functools.cache
+def copies_instead(layers: Path) -> str:
+    """Why layers in this folder are full copies ("" when they are overlays): asked of the
+    kernel once per run, and said once."""
+    layers.mkdir(parents=True, exist_ok=True)
+    refused = overlay.refusal(layers)
+    if refused is None:
+        return ""
+    from tasks.build.rootfs import _say
+
+    _say(f"provider local: overlayfs is refused in {layers} ({refused}); each layer is a full copy (cp --reflink=auto)")
+    return refused
 
 
 def build_layer(
@@ -48,8 +67,9 @@ def build_layer(
     results: Results,
     plays: Plays,
     say: Callable[[str], None],
-) -> tuple[CloudImage, int, Path]:
-    """The layer committed: its image, its build row and its tree."""
+    checks_beside: Callable[[list[str]], PendingChecks],
+) -> tuple[CloudImage, int, Path, str | None]:
+    """The layer committed: its image, its build row, its directory and its dpkg status."""
     from tasks.providers.local import LocalProvider
 
     assert isinstance(provider, LocalProvider)
@@ -59,16 +79,32 @@ def build_layer(
     suite = local_suite(key.distro, str(distro.conf["family"]), distro.conf.get("local"))
     check_tools(key.distro, suite)
     name, source, playbook = spec.name, spec.source, spec.job.playbook
-    provider.layers.mkdir(parents=True, exist_ok=True)
+    refused = copies_instead(provider.layers)
     tmp = provider.layers / f".{name}.{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     build_id = results.start_build("local", key.region, spec.customer, key.distro, key.role, fp, log)
     say(f"{key.label}: building layer {name} from {source} (log {log})")
+    lowers: list[Path] = []
+    status: str | None = None
+    verify = role.verify_play(catalog.root) if playbook else None
+    checks = checks_beside([p for p in (playbook, verify) if p])
     try:
-        if role.parent is None:
-            copy_tree(debootstrap(suite, provider.cache, log, key.label), tmp)
+        base = debootstrap(suite, provider.cache, log, key.label) if role.parent is None else None
+        if refused:
+            if base is None and is_overlay(provider.tree(source)):
+                raise KilnError(
+                    f"{provider.tree(source)}: an overlay layer, and overlayfs is refused here ({refused});"
+                    " remove the local layers (doit prune provider=local apply=1 keep=1) or build where overlayfs works"
+                )
+            copy_tree(base if base is not None else provider.tree(source), tmp)
+            tree = tmp
         else:
-            copy_tree(provider.tree(source), tmp)
+            lowers = [base] if base is not None else provider.stack(source)
+            for part in ("upper", "work", "root"):
+                (tmp / part).mkdir(parents=True)
+            write_lower(tmp, base_lower(provider.cache, base) if base is not None else Lower(parent=source))
+            tree = tmp / "root"
+            overlay.mount(lowers, tmp / "upper", tmp / "work", tree)
         if playbook:
             extra = {
                 "ansible_python_interpreter": str(distro.conf["python"]),
@@ -77,19 +113,25 @@ def build_layer(
             }
             env = plays.env(playbook, log)
             try:
-                run_play(tmp, catalog.root / playbook, extra, env, log, key.label)
+                run_play(tree, catalog.root / playbook, extra, env, log, key.label)
             except PlayFailed as err:
+                checks.wait()  # a syntax finding is the clearer line
                 if spec.job.debug:
-                    kept = _keep_failed(plays, provider.layers, tmp, name, playbook, extra, err.task)
+                    kept = _keep_failed(plays, provider.layers, tmp, tree, spec, extra, err.task)
                     raise BuildFailed(f"{err.plain} (failed layer kept at {kept})", str(log)) from None
                 raise
-            verify = role.verify_play(catalog.root)
             if verify is not None:  # same tree, same connection, before the layer is committed
                 say(f"{key.label}: verifying with {verify}")
-                run_verify(tmp, catalog.root, verify, extra, env, log, key.label)
+                run_verify(tree, catalog.root, verify, extra, env, log, key.label)
             missed = plays.missed_reads(key.label, key.role, playbook, log, manifest)
             if missed:
                 results.set_missed(build_id, missed)
+        checks.wait()  # before anything is committed
+        dpkg = tree / "var/lib/dpkg/status"
+        status = dpkg.read_text(errors="replace") if dpkg.is_file() else None
+        if lowers:
+            overlay.unmount(tree)
+            overlay.squash(tmp / "upper", lowers)  # kiln's own stand-ins, put back, are no change
     except Interrupted as err:
         results.finish_build(build_id, "interrupted", message=str(err))
         _discard(tmp)
@@ -101,6 +143,8 @@ def build_layer(
     except BaseException:
         _discard(tmp)
         raise
+    finally:
+        checks.cancel()
     final = provider.tree(name)
     if final.exists():  # force=1: the new layer replaces the old one of the same fingerprint
         provider.deregister(key.region, name)
@@ -108,7 +152,7 @@ def build_layer(
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     image = CloudImage(name, name, "local", created, {**spec.tags, "fingerprint": fp})
     provider.commit(image)
-    return image, build_id, final
+    return image, build_id, final, status
 
 
 def _discard(path: Path) -> None:
@@ -118,18 +162,26 @@ def _discard(path: Path) -> None:
 
 
 def _keep_failed(
-    plays: Plays, layers: Path, tmp: Path, name: str, playbook: str, extra: dict[str, str], task: str
+    plays: Plays, layers: Path, tmp: Path, tree: Path, spec: Spec, extra: dict[str, str], task: str
 ) -> Path:
     """debug=1: keep the failed layer and say the two commands that help."""
-    kept = layers / f"failed-{name}"
+    kept = layers / f"failed-{spec.name}"
+    playbook = spec.job.playbook or ""
+    if tree != tmp:
+        overlay.unmount(tree)
     _discard(kept)
     tmp.rename(kept)
-    enter = f"chroot {shlex.quote(str(kept))} /bin/bash"
-    rerun = ansible_command(kept, plays.root / playbook, extra, verbose=True, start_at=task)
+    key = spec.key
+    if tree != tmp:
+        enter = f"doit shell {key.role} provider=local distro={key.distro} image={kept.name}"
+        target, note = kept / "root", " while that shell is open"
+    else:
+        enter, target, note = f"chroot {shlex.quote(str(kept))} /bin/bash", kept, ""
+    rerun = ansible_command(target, plays.root / playbook, extra, verbose=True, start_at=task)
     layout = plays.layout_env(playbook)
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(layout.items()))
     plays.say(f"the failed layer is kept; enter it with: {enter}")
-    plays.say(f"re-run the failing play verbosely with: {env} {shlex.join(rerun)}")
+    plays.say(f"re-run the failing play verbosely{note} with: {env} {shlex.join(rerun)}")
     return kept
 
 

@@ -5,9 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from tasks.models import ImageKey
+
+
+class PendingChecks(Protocol):
+    """Syntax checks running beside a play (tasks/checks/beside.py)."""
+
+    def wait(self) -> None:
+        """Raises the first finding (KilnError, exit 3)."""
+
+    def cancel(self) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -7,16 +7,11 @@ from Packer's log. Either way a failure is one line naming the verify file and t
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import shutil
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
-from tasks.build.rootfs import PlayFailed, failed_step, failed_task, release, run_play
-from tasks.errors import BuildFailed, KilnError
+from tasks.build.rootfs import PlayFailed, failed_step, failed_task, run_play
+from tasks.errors import BuildFailed
 
 # The build row's status of an image its verify play refused.
 STATUS = "verify failed"
@@ -72,28 +67,3 @@ def packer_verify_failure(log: Path, verify: str) -> VerifyFailed | None:
     if not any(ln.startswith(("fatal:", "failed:")) or "ERROR!" in ln for ln in after):
         return None
     return VerifyFailed(verify, failed_step(after), str(log), failed_task(after))
-
-
-@contextlib.contextmanager
-def scratch_view(tree: Path, work: Path) -> Iterator[Path]:
-    """The tree seen through an overlay whose upper layer is thrown away: a re-verify of a
-    committed layer never changes it (a verify play may write, e.g. a temporary file)."""
-    shutil.rmtree(work, ignore_errors=True)
-    upper, scratch, merged = work / "upper", work / "work", work / "merged"
-    for d in (upper, scratch, merged):
-        d.mkdir(parents=True)
-    opts = f"lowerdir={tree},upperdir={upper},workdir={scratch}"
-    proc = subprocess.run(
-        ["mount", "-t", "overlay", "overlay", "-o", opts, str(merged)], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        shutil.rmtree(work, ignore_errors=True)
-        raise KilnError(f"{tree}: cannot mount an overlay to verify it: {proc.stderr.strip()}")
-    try:
-        yield merged
-    finally:
-        release(merged)  # the play's /proc and /dev, and any process left in it
-        subprocess.run(["umount", "-l", str(merged)], capture_output=True, check=False)
-        if os.path.ismount(merged):
-            raise KilnError(f"{merged}: the overlay could not be unmounted; unmount it by hand")
-        shutil.rmtree(work, ignore_errors=True)

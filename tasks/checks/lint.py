@@ -295,29 +295,71 @@ def ansible_problem(root: Path, output: str) -> tuple[str, str | None]:
     return message, None
 
 
-def syntax_check(catalog: Catalog, state: Path, playbook: str, ansible_env: dict[str, str]) -> None:
-    root = catalog.root
+def syntax_command(
+    catalog: Catalog, state: Path, playbook: str, ansible_env: dict[str, str]
+) -> tuple[list[str], dict[str, str], Path]:
+    """ansible-playbook --syntax-check of one playbook: its command, environment and folder."""
     ansible = Path(sys.executable).parent / "ansible-playbook"
     if not ansible.exists():
         raise KilnError(f"ansible-playbook: not found at {ansible}; install kiln's dependencies (pip install -e .)")
     env = _tool_env(state)
     Path(env["ANSIBLE_LOCAL_TEMP"]).mkdir(parents=True, exist_ok=True)
-    path = root / playbook
+    path = catalog.root / playbook
     env.update(ansible_env)  # roles, collections and ansible.cfg as every play finds them
-    proc = subprocess.run(
-        [str(ansible), "--syntax-check", "-i", "localhost,", str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=path.parent,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    if proc.returncode == 0:
+    return [str(ansible), "--syntax-check", "-i", "localhost,", str(path)], env, path.parent
+
+
+def syntax_result(catalog: Catalog, state: Path, playbook: str, code: int, output: str, checked: str) -> None:
+    """The check passed (its stamp written: checked is inputs_state from before it ran), or the
+    finding, in one line."""
+    if code == 0:
+        mark_passed(state, playbook, checked)
         return
     logs = state / "lint" / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / (playbook.replace("/", "_") + ".syntax.log")
-    log.write_text(proc.stdout + proc.stderr)
-    message, at = ansible_problem(root, proc.stdout + proc.stderr)
-    raise finding(f"{at or playbook}: ansible-playbook --syntax-check: {message}", _shown(root, log))
+    log.write_text(output)
+    message, at = ansible_problem(catalog.root, output)
+    raise finding(f"{at or playbook}: ansible-playbook --syntax-check: {message}", _shown(catalog.root, log))
+
+
+def syntax_check(catalog: Catalog, state: Path, playbook: str, ansible_env: dict[str, str]) -> None:
+    cmd, env, cwd = syntax_command(catalog, state, playbook, ansible_env)
+    checked = inputs_state(catalog.root, playbook)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=cwd, env=env, stdin=subprocess.DEVNULL)
+    syntax_result(catalog, state, playbook, proc.returncode, proc.stdout + proc.stderr, checked)
+
+
+# -- the last passing check ----------------------------------------------------------------------
+
+
+def _stamp(state: Path, playbook: str) -> Path:
+    return state / "lint" / "passed" / playbook.replace("/", "_")
+
+
+def inputs_state(root: Path, playbook: str) -> str:
+    """What the playbook's syntax depends on, as their stats (no file is read)."""
+    import hashlib
+
+    digest = hashlib.sha256(LINT_VERSION.encode())
+    for path in sorted(playbook_inputs(root, playbook)):
+        with contextlib.suppress(OSError):
+            st = path.stat()
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\n".encode())
+    return digest.hexdigest()
+
+
+def passed_as_is(root: Path, state: Path, playbook: str) -> bool:
+    """Whether the playbook passed its check with its inputs as they are now."""
+    try:
+        return _stamp(state, playbook).read_text() == inputs_state(root, playbook)
+    except OSError:
+        return False
+
+
+def mark_passed(state: Path, playbook: str, checked: str) -> None:
+    stamp = _stamp(state, playbook)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}.{threading.get_ident()}")
+    tmp.write_text(checked)
+    tmp.replace(stamp)

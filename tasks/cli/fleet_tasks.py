@@ -149,6 +149,11 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
             run, pos, v.get("channel", ""), v.get("image", ""), v.get("image2", ""), v.get("format", "table")
         )
 
+    def shell(pos: list[str]) -> str:
+        from tasks.fleet.shell import shell_command
+
+        return shell_command(run, pos, cmdline_vars().get("image", ""))
+
     def graph() -> str:
         from tasks.fleet.graph import graph_command
 
@@ -206,6 +211,12 @@ def fleet_tasks(root: Path) -> Iterator[dict[str, Any]]:
         "diff",
         "diff <role> channel=NAME (or image=A image2=B): packages added, removed, upgraded; inputs that differ",
         diff,
+        pos_arg="pos",
+    )
+    yield _task(
+        "shell",
+        "shell <role> provider=local [image=LAYER]: a root shell in its layer, unmounted on exit (changes discarded)",
+        shell,
         pos_arg="pos",
     )
     yield _task(

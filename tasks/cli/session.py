@@ -23,7 +23,7 @@ from tasks.records.results import Results
 if TYPE_CHECKING:
     from tasks.build.image_build import Builder
     from tasks.build.packer_plugins import Plugins
-    from tasks.build.spec import Job
+    from tasks.build.spec import Job, PendingChecks
     from tasks.catalog.distribution import Distribution
     from tasks.decide import CloudIndex, Decider
     from tasks.inputs.ansible_run import AnsibleContent
@@ -234,7 +234,13 @@ class Session:
             plugins=lambda: self.plugins,
             say=self.say,
             counts=self.counts,
+            checks_beside=self._checks_beside,
         )
+
+    def _checks_beside(self, playbooks: list[str]) -> PendingChecks:
+        from tasks.checks.beside import start
+
+        return start(self.catalog, self.state, playbooks, self.plays.layout_env)
 
     # -- what image tasks and fleet commands ask ----------------------------------------------
 

@@ -181,8 +181,8 @@ def plan(run: Context, region: str, keep: int | None, now: datetime | None = Non
             verdicts.append(Verdict(image, group, d.action, d.why))
     # What something launches from is asked for only about the images with an action.
     candidates = {v.image.image_id for v in verdicts if v.action in ACTIONS}
-    if o.provider == "local":
-        used: dict[str, str] = {}
+    if o.provider == "local":  # a parent stays while a layer that stays sits on it
+        used: dict[str, str] = provider.held_by_layers(candidates)
     elif o.provider == "azure":
         used = provider.images_in_use(region, candidates)
     else:

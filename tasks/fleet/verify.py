@@ -13,8 +13,9 @@ from tasks.records.current import current_row
 
 
 def verify_command(run: Context, pos: list[str]) -> str:
+    from tasks.build.overlay import scratch_view
     from tasks.build.rootfs import need_root
-    from tasks.build.verify import VerifyFailed, run_verify, scratch_view
+    from tasks.build.verify import VerifyFailed, run_verify
 
     catalog, o = run.catalog, run.options
     if len(pos) != 1 or pos[0] not in catalog.roles:
@@ -54,6 +55,7 @@ def verify_command(run: Context, pos: list[str]) -> str:
             tree = machines / (image_id if o.provider == "local" else f"{name}-{distro}")
             if not tree.is_dir():
                 raise KilnError(f"{label}: {tree} is gone: no machine to verify {image_id} on; rebuild with force=1")
+            lowers = run.provider.stack(image_id) if o.provider == "local" else [tree]
             extra = {
                 "ansible_python_interpreter": str(catalog.distros[distro].conf["python"]),
                 "kiln_role": name,
@@ -65,7 +67,7 @@ def verify_command(run: Context, pos: list[str]) -> str:
             started = time.monotonic()
             run.say(f"{label}: verifying {image_id} with {verify} (log {log})")
             try:
-                with scratch_view(tree, run.state / "work" / "verify" / f"{name}-{distro}-{region}") as view:
+                with scratch_view(lowers, run.state / "work" / "verify" / f"{name}-{distro}-{region}") as view:
                     run_verify(view, catalog.root, verify, extra, env, log, label)
             except VerifyFailed:
                 run.results.set_verified(o.provider, region, image_id, "failed")

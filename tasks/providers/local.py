@@ -1,8 +1,11 @@
-"""provider=local: images are root filesystem trees under the state folder, one per fingerprint.
+"""provider=local: images are root filesystem layers under the state folder, one per fingerprint.
 
-`layers/<role>-<distro>-<fp12>/` is the tree; `layers/<same>.json` beside it holds what a cloud
-keeps as the image's name, date and tags. Writing that file is the commit point, as the
-fingerprint tag is in a cloud. Lookups are a directory listing; nothing leaves the machine.
+`layers/<role>-<distro>-<fp12>/` is the layer: an overlay layer (what its play changed, over its
+parent's stack; tasks/providers/layer_stack.py) or a full copy; `layers/<same>.json` beside it
+holds what a cloud keeps as the image's name, date and tags. Writing that file is the commit
+point, as the fingerprint tag is in a cloud. Lookups are a directory listing; nothing leaves the
+machine. A layer another layer sits on keeps its files when it is deregistered, until the last
+layer on it goes.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any, TypeVar
 from tasks.catalog.load import Distro
 from tasks.errors import KilnError
 from tasks.providers.base import CloudImage, VendorImage, by_fingerprint
+from tasks.providers.layer_stack import Broken, ancestors, children, stack, whole
 
 T = TypeVar("T")
 
@@ -46,6 +50,13 @@ class LocalProvider:
     def tree(self, image_id: str) -> Path:
         return self.layers / image_id
 
+    def stack(self, image_id: str) -> list[Path]:
+        """The directories that make the layer's tree, top first."""
+        try:
+            return stack(self.layers, self.cache, self.tree(image_id))
+        except Broken as err:
+            raise KilnError(f"provider local: layer {image_id} cannot be used: {err}; rebuild it with force=1") from None
+
     def _meta(self, image_id: str) -> Path:
         return self.layers / f"{image_id}.json"
 
@@ -58,7 +69,7 @@ class LocalProvider:
                         data = json.loads(meta.read_text())
                     except (OSError, ValueError):
                         continue  # a layer being written, or damaged: never used
-                    if self.tree(data["image_id"]).is_dir():
+                    if whole(self.layers, self.cache, self.tree(data["image_id"])):
                         found.append(CloudImage(data["image_id"], data["name"], "local", data["created"], data["tags"]))
                 self._ours = found
             return self._ours
@@ -100,27 +111,48 @@ class LocalProvider:
         self.commit(CloudImage(found.image_id, found.name, found.region, found.created, {**found.tags, **tags}))
 
     def deregister(self, region: str, image_id: str) -> None:
-        from tasks.providers.tree_release import release
-
-        tree = self.tree(image_id)
+        lower = ancestors(self.layers, image_id)
         self._meta(image_id).unlink(missing_ok=True)  # uncommitted first: never half-found
-        release(tree)
-        shutil.rmtree(tree, ignore_errors=True)
+        if image_id not in children(self.layers):
+            self._remove(image_id)
+            for parent in lower:  # parents deregistered earlier, kept only for this one
+                if self._meta(parent).exists() or parent in children(self.layers):
+                    break
+                self._remove(parent)
         self.forget(region)
 
+    def _remove(self, image_id: str) -> None:
+        from tasks.providers.tree_release import release
+
+        release(self.tree(image_id))
+        shutil.rmtree(self.tree(image_id), ignore_errors=True)
+
+    def _live(self, path: Path) -> bool:
+        """An unfinished layer whose build is still running."""
+        pid = path.name.rsplit(".", 1)[-1]
+        return path.name.startswith(".") and pid.isdigit() and Path(f"/proc/{pid}").exists()
+
+    def held_by_layers(self, leaving: set[str]) -> dict[str, str]:
+        """Of the layers about to go, those that a layer staying sits on, directly or not."""
+        held: dict[str, str] = {}
+        for path in sorted(self.layers.iterdir()) if self.layers.is_dir() else []:
+            stays = path.name not in leaving and (self._meta(path.name).exists() or self._live(path))
+            if path.is_dir() and stays:
+                for parent in ancestors(self.layers, path.name):
+                    if parent in leaving:
+                        held.setdefault(parent, f"layer {path.name}, which sits on it")
+        return held
+
     def leftovers(self) -> list[Path]:
-        """Trees that are no image: layers kept by debug=1 after a failure, and half-made ones
-        of runs that died (their process is gone; a running build's tree is never listed)."""
+        """Trees that are no image: layers kept by debug=1 after a failure, half-made ones of
+        runs that died (a running build's tree is never listed), and deregistered layers no
+        staying layer sits on any more."""
         out = []
         for path in sorted(self.layers.iterdir()) if self.layers.is_dir() else []:
-            if not path.is_dir() or (self.layers / f"{path.name}.json").exists():
-                continue
-            if path.name.startswith("."):
-                pid = path.name.rsplit(".", 1)[-1]
-                if pid.isdigit() and Path(f"/proc/{pid}").exists():
-                    continue
-            out.append(path)
-        return out
+            if path.is_dir() and not self._meta(path.name).exists() and not self._live(path):
+                out.append(path)
+        held = self.held_by_layers({p.name for p in out})
+        return [p for p in out if p.name not in held]
 
     def packer_env(self) -> dict[str, str]:
         return {}

@@ -33,8 +33,9 @@ def processes_in(tree: Path) -> list[int]:
     return pids
 
 
-def release(tree: Path) -> None:
-    """Stop every process rooted in the tree, then unmount everything under it, deepest first."""
+def release(tree: Path, keep_root: bool = False) -> None:
+    """Stop every process rooted in the tree, then unmount everything under it, deepest first
+    (with keep_root, not the tree itself: an overlay a play's mounts sit on)."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         pids = processes_in(tree)
         for pid in pids:
@@ -44,5 +45,8 @@ def release(tree: Path) -> None:
         while pids and time.monotonic() < deadline:
             pids = processes_in(tree)
             time.sleep(0.05)
+    root = str(tree.resolve())
     for point in sorted(mounts_under(tree), key=len, reverse=True):
+        if keep_root and point == root:
+            continue
         subprocess.run(["umount", "-l", point], capture_output=True, check=False)
