@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,7 +49,12 @@ class Kiln:
     env: dict[str, str]
 
     def doit(
-        self, *args: str, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 300
+        self,
+        *args: str,
+        code: int | None = 0,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+        stdin: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
             [sys.executable, "-m", "doit", *args],
@@ -56,7 +63,7 @@ class Kiln:
             capture_output=True,
             text=True,
             timeout=timeout,
-            stdin=subprocess.DEVNULL,
+            **({"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}),
         )
         if code is not None and proc.returncode != code:
             raise AssertionError(
@@ -261,12 +268,71 @@ def seed_rootfs(kiln: Kiln, cache: Path) -> None:
     subprocess.run(["cp", "-a", "--reflink=auto", str(cache), str(dest / "cache")], check=True)
 
 
+# The source name of the test's own overlay over a layers folder (the `layer_mode` fixture):
+# it is the test's, not kiln's, so `mounts_under` leaves it out.
+TEST_MOUNT = "kiln-test-copies"
+
+
 def mounts_under(path: Path) -> list[str]:
     """Mount points at or below path (read here, not through kiln's own code)."""
     root = str(path.resolve())
-    return [
-        line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines() if root in line.split()[4]
-    ]
+    out = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        source = fields[fields.index("-") + 2]
+        if root in fields[4] and source != TEST_MOUNT:
+            out.append(fields[4])
+    return out
+
+
+def layer_stack(layer: Path) -> list[Path]:
+    """An overlay layer's lower directories, top first, read here from its `layer.json` chain
+    (not through kiln's code): its upper, its parents' uppers, then the debootstrap tree."""
+    layers, cache = layer.parent, layer.parent.parent / "cache"
+    out, here = [], layer
+    while (here / "layer.json").is_file():
+        record = json.loads((here / "layer.json").read_text())
+        out.append(here / "upper")
+        here = layers / record["parent"] if record["parent"] else cache / record["base"]
+    return [*out, here]
+
+
+@contextlib.contextmanager
+def layer_view(layer: Path) -> Iterator[Path]:
+    """A layer's whole tree as its image has it: a full copy is its own folder; an overlay
+    layer is mounted read-only from its stack, outside the state folder, for the block."""
+    if not (layer / "layer.json").is_file():
+        yield layer
+        return
+    at = Path(tempfile.mkdtemp(prefix="kiln-layer-view-"))
+    lowers = ":".join(str(p) for p in layer_stack(layer))
+    subprocess.run(["mount", "-t", "overlay", "kiln-test-view", "-o", f"ro,lowerdir={lowers}", str(at)], check=True)
+    try:
+        yield at
+    finally:
+        subprocess.run(["umount", str(at)], check=True)
+        at.rmdir()
+
+
+@pytest.fixture(params=["overlay", "copies"])
+def layer_mode(request: pytest.FixtureRequest, kiln: Kiln) -> Iterator[str]:
+    """Both ways provider=local keeps layers. "copies" is the real fallback: the layers folder
+    is itself an overlay mount, and the kernel refuses overlayfs as an upper directory."""
+    if request.param == "overlay":
+        yield "overlay"
+        return
+    layers = kiln.state / "local" / "layers"
+    layers.mkdir(parents=True, exist_ok=True)
+    below = Path(tempfile.mkdtemp(prefix="kiln-test-copies-"))
+    for part in ("lower", "upper", "work"):
+        (below / part).mkdir()
+    opts = f"lowerdir={below / 'lower'},upperdir={below / 'upper'},workdir={below / 'work'}"
+    subprocess.run(["mount", "-t", "overlay", TEST_MOUNT, "-o", opts, str(layers)], check=True)
+    try:
+        yield "copies"
+    finally:
+        subprocess.run(["umount", "-l", str(layers)], check=False)
+        shutil.rmtree(below, ignore_errors=True)
 
 
 def rooted_in(path: Path) -> list[str]:

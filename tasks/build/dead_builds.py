@@ -39,7 +39,7 @@ from tasks.records.results import Results
 ALIVE_STATES = ["pending", "running", "stopping", "stopped"]
 
 
-def _dead(pid_text: str) -> bool:
+def pid_gone(pid_text: str) -> bool:
     try:
         os.kill(int(pid_text), 0)
     except (ValueError, ProcessLookupError):
@@ -159,7 +159,7 @@ def _cloud(provider: Any, key: ImageKey, name: str, removed: list[str], left: li
         kname = str(k.get("KeyName", ""))
         ours = kname in keys and kname.startswith("packer_")
         m = target.match(kname)
-        stale_target = m is not None and _dead(m.group(1))
+        stale_target = m is not None and pid_gone(m.group(1))
         if ours or stale_target:
             attempt(
                 f"key pair {kname}",
@@ -193,7 +193,7 @@ def _local(state: Path, key: ImageKey, name: str, removed: list[str]) -> None:
     """Unfinished layers of dead runs, and the sandbox target's processes and mounts."""
     layers = state / "local" / "layers"
     for tmp in sorted(layers.glob(f".{name}.*")) if layers.is_dir() else []:
-        if _dead(tmp.name.rsplit(".", 1)[-1]):
+        if pid_gone(tmp.name.rsplit(".", 1)[-1]):
             _release(tmp, removed, "the unfinished layer")
             shutil.rmtree(tmp, ignore_errors=True)
     target = state / "sandbox" / "targets" / f"{key.role}-{key.distro}"

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from tasks.errors import KilnError
+from tasks.providers.mount_calls import MS_RDONLY
+from tasks.providers.mount_calls import mount as mount_call
 from tasks.providers.tree_release import mounts_under, release
 
 OPTIONS = "index=off,metacopy=off,redirect_dir=off"
@@ -38,13 +40,11 @@ def mount(lowers: list[Path], upper: Path | None, work: Path | None, at: Path) -
     opts = f"lowerdir={':'.join(str(p) for p in lowers)},{OPTIONS}"
     if upper is not None and work is not None:
         opts += f",upperdir={upper},workdir={work}"
-    else:
-        opts = f"ro,{opts}"
-    proc = subprocess.run(
-        ["mount", "-t", "overlay", "overlay", "-o", opts, str(at)], capture_output=True, text=True, check=False
-    )
-    if proc.returncode != 0:
-        raise Refused(f"{at}: the kernel refused an overlay mount ({_why(proc.stderr)})")
+    flags = 0 if upper is not None and work is not None else MS_RDONLY
+    try:
+        mount_call("overlay", at, "overlay", flags, opts)
+    except OSError as err:
+        raise Refused(f"{at}: the kernel refused an overlay mount ({_why(err.strerror or str(err))})") from None
 
 
 def unmount(at: Path) -> None:

@@ -20,6 +20,8 @@ from pathlib import Path
 from tasks.build import inert_daemons, interrupts
 from tasks.build.child_process import run_streamed
 from tasks.errors import BuildFailed, Interrupted, KilnError
+from tasks.providers.mount_calls import MS_BIND, MS_REC, MS_SLAVE
+from tasks.providers.mount_calls import mount as mount_call
 from tasks.providers.tree_release import mounts_under, processes_in, release
 
 __all__ = ["mounts_under", "processes_in", "release"]
@@ -138,14 +140,16 @@ def mounted(tree: Path) -> Iterator[None]:
     resolv = tree / "etc/resolv.conf"
     saved = tree / "etc/.resolv.conf.kiln"
     try:
-        for cmd in (
-            ["mount", "-t", "proc", "proc", str(tree / "proc")],
-            ["mount", "--rbind", "/dev", str(tree / "dev")],
-            ["mount", "--make-rslave", str(tree / "dev")],
+        for what, source, fstype, flags in (
+            ("mount -t proc", "proc", "proc", 0),
+            ("mount --rbind /dev", "/dev", None, MS_BIND | MS_REC),
+            ("mount --make-rslave", None, None, MS_SLAVE | MS_REC),  # the host's /dev never sees ours
         ):
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                raise KilnError(f"provider local: {' '.join(cmd)} failed: {proc.stderr.strip()}")
+            at = tree / ("proc" if fstype == "proc" else "dev")
+            try:
+                mount_call(source, at, fstype, flags)
+            except OSError as err:
+                raise KilnError(f"provider local: {what} {at} failed: {err.strerror}") from None
         if resolv.exists() or resolv.is_symlink():
             resolv.rename(saved)
         shutil.copy("/etc/resolv.conf", resolv)

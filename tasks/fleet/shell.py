@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tasks.errors import BuildFailed, KilnError
@@ -33,6 +34,19 @@ def _shell_signals() -> Iterator[None]:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+def _sweep(views: Path, say: Callable[[str], None]) -> None:
+    """Views left by shells whose kiln was killed (`<layer>.<pid>`, that pid gone): unmounted
+    and removed before another is made."""
+    from tasks.build.dead_builds import pid_gone
+    from tasks.build.rootfs import release
+
+    for view in sorted(views.iterdir()) if views.is_dir() else []:
+        if pid_gone(view.name.rsplit(".", 1)[-1]):
+            release(view)
+            shutil.rmtree(view, ignore_errors=True)
+            say(f"removed {view}, the view of a shell whose kiln was killed")
 
 
 def shell_command(run: Context, pos: list[str], image: str) -> str:
@@ -59,6 +73,7 @@ def shell_command(run: Context, pos: list[str], image: str) -> str:
 
     lowers = provider.stack(image)
     committed = (provider.layers / f"{image}.json").exists()
+    _sweep(run.state / "work" / "shell", run.say)
     scratch = run.state / "work" / "shell" / f"{image}.{os.getpid()}"
     view: contextlib.AbstractContextManager[Path]
     if committed:  # a full copy is seen through an overlay too: no change reaches an image
@@ -70,15 +85,19 @@ def shell_command(run: Context, pos: list[str], image: str) -> str:
         view, kept = contextlib.nullcontext(layer), "kept in the failed layer"
     run.say(f"{role} ({distro}): a root shell in {image}; what changes in it is {kept} when it ends")
     try:
-        with view as root, mounted(root), _shell_signals():
+        with view as root, mounted(root):
             shell = "/bin/bash" if (root / "bin/bash").exists() else "/bin/sh"
             env = {"TERM": os.environ.get("TERM", "dumb"), "HOME": "/root", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
             env["PS1"] = f"({image}) \\w# "
-            code = subprocess.run(["chroot", str(root), shell], env=env, check=False).returncode
+            # Started before kiln ignores the signals: an ignored signal would be the shell's too.
+            proc = subprocess.Popen(["chroot", str(root), shell], env=env)
+            with _shell_signals():
+                code = proc.wait()
     except overlay.Refused as err:
         raise KilnError(
             f"{err}; without overlayfs a shell would change the layer itself (chroot {layer} /bin/bash does that)"
         ) from None
     if code != 0:  # as the shell's own exit status: a script on stdin that failed fails the command
-        raise BuildFailed(f"{role} ({distro}): the shell in {image} ended with exit code {code}; nothing stays mounted")
+        how = f"was ended by {signal.Signals(-code).name}" if code < 0 else f"ended with exit code {code}"
+        raise BuildFailed(f"{role} ({distro}): the shell in {image} {how}; nothing stays mounted")
     return f"{image}: the shell ended; nothing stays mounted\n"

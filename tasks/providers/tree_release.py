@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
+
+from tasks.providers.mount_calls import unmount
 
 
 def mounts_under(tree: Path) -> list[str]:
@@ -49,4 +50,5 @@ def release(tree: Path, keep_root: bool = False) -> None:
     for point in sorted(mounts_under(tree), key=len, reverse=True):
         if keep_root and point == root:
             continue
-        subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+        with contextlib.suppress(OSError):  # gone already, or busy: what is left is reported by the caller
+            unmount(point)

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import Kiln, mounts_under, rooted_in, seed_rootfs
+from conftest import Kiln, layer_view, mounts_under, rooted_in, seed_rootfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="chroot trees need root")
 
@@ -183,9 +183,10 @@ def test_local_play_starts_no_daemon_on_the_host(kiln: Kiln, rootfs_cache: Path)
     assert "ignored: no daemon starts while the image is built" in log, "the stand-ins were not what ran"
     assert_rogue_named(proc.stderr, rogue)
     layers = kiln.state / "local/layers"
-    tree = next(p for p in layers.iterdir() if p.is_dir() and p.name.startswith("server-base-"))
-    assert (tree / "etc/init.d/kilntestd").exists(), "the play's files are in the image"
-    assert_no_stand_in(tree)
+    layer = next(p for p in layers.iterdir() if p.is_dir() and p.name.startswith("server-base-"))
+    with layer_view(layer) as tree:
+        assert (tree / "etc/init.d/kilntestd").exists(), "the play's files are in the image"
+        assert_no_stand_in(tree)
     assert rooted_in(kiln.state) == [] and not mounts_under(kiln.state)
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Kiln, cloud_leftovers, kiln_processes, mounts_under, rooted_in, seed_rootfs
+from conftest import Kiln, cloud_leftovers, kiln_processes, layer_view, mounts_under, rooted_in, seed_rootfs
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox target is a chroot: it needs root")
 ARGS = ("server-base", "provider=sandbox", "region=us-east-1", "provision=1", "playbook=provision/ansible/slow.yml")
@@ -165,5 +165,6 @@ def test_sigkill_during_a_local_play_the_next_run_cleans_up(kiln: Kiln, rootfs_c
     print(f"cloud_leftovers after the same command again: {after}")
     assert after == {"mounts": 0, "rooted": 0, "unfinished": 0}
     built = next(p for p in layers.iterdir() if p.name.startswith("server-base-") and p.is_dir())
-    assert (built / "etc/kiln-killed").exists()
-    assert b"kiln: daemons are inert" not in (built / "usr/sbin/service").read_bytes()
+    with layer_view(built) as tree:
+        assert (tree / "etc/kiln-killed").exists()
+        assert b"kiln: daemons are inert" not in (tree / "usr/sbin/service").read_bytes()

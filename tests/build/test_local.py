@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import Kiln, copy_catalog, failure_line, mounts_under, rooted_in, seed_rootfs, start
+from conftest import Kiln, copy_catalog, failure_line, layer_view, mounts_under, rooted_in, seed_rootfs, start
 
 LOCAL = ("provider=local", "distro=debian-12")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provider=local needs root")
@@ -23,15 +23,31 @@ def layer(kiln: Kiln, role: str) -> Path:
     return kiln.state / "local" / "layers" / kiln.current(role, "local")
 
 
-def test_local_chain_reuses_layers_and_rebuilds_only_what_changed(kiln: Kiln, rootfs_cache: Path) -> None:
+def etc_stamp(layer: Path) -> list[tuple[str, int, int]]:
+    """What a layer's own files under etc/ are, by inode and time: its upper directory for an
+    overlay layer, its whole tree for a full copy."""
+    own = layer / "upper" if (layer / "layer.json").is_file() else layer
+    return sorted((str(p.relative_to(own)), p.lstat().st_ino, p.lstat().st_mtime_ns) for p in (own / "etc").rglob("*"))
+
+
+def test_local_chain_reuses_layers_and_rebuilds_only_what_changed(
+    kiln: Kiln, rootfs_cache: Path, layer_mode: str
+) -> None:
     seed_rootfs(kiln, rootfs_cache)
-    kiln.doit("core", "pipeline", *LOCAL, timeout=900)
+    first = kiln.doit("core", "pipeline", *LOCAL, timeout=900)
     assert kiln.builds() == 4
+    said = first.stderr.count("each layer is a full copy")
+    assert said == (1 if layer_mode == "copies" else 0), first.stderr
     base = layer(kiln, "server-base")
-    assert (base / "etc/kiln-base").read_text() == "server-base built by kiln\n"
-    assert (base / "usr/bin/ansible").exists(), "server-base installs Ansible"
-    assert (layer(kiln, "core") / "etc/motd").exists(), "core's roles ran inside its tree"
-    assert (layer(kiln, "pipeline") / "etc/pipeline-worker.conf").exists()
+    with layer_view(base) as tree:
+        assert (tree / "etc/kiln-base").read_text() == "server-base built by kiln\n"
+        assert (tree / "usr/bin/ansible").exists(), "server-base installs Ansible"
+    with layer_view(layer(kiln, "core")) as tree:
+        assert (tree / "etc/motd").exists(), "core's roles ran inside its tree"
+        assert (tree / "etc/kiln-base").exists() and (tree / "usr/bin/ansible").exists(), "core sees its parent"
+    with layer_view(layer(kiln, "pipeline")) as tree:
+        assert (tree / "etc/pipeline-worker.conf").exists() and (tree / "etc/motd").exists()
+    assert (layer(kiln, "core") / "layer.json").is_file() == (layer_mode == "overlay")
     assert not mounts_under(kiln.state), "a mount was left behind"
     # The read audit ran on every play and found nothing the manifests miss.
     assert len(list((kiln.state / "logs").rglob("*.reads"))) == 3
@@ -42,15 +58,15 @@ def test_local_chain_reuses_layers_and_rebuilds_only_what_changed(kiln: Kiln, ro
     again = kiln.doit("core", "pipeline", *LOCAL)
     assert kiln.builds() == 4 and "4 up to date" in again.stderr, "an unchanged layer ran a playbook"
 
-    before = (base.stat().st_ino, base.stat().st_mtime_ns, (base / "etc/kiln-base").stat().st_mtime_ns)
+    before = etc_stamp(base)
     old_core = kiln.current("core", "local")
     kiln.edit("provision/ansible/core.yml", "# a change\n")
     proc = kiln.doit("core", "pipeline", *LOCAL)
     assert kiln.builds() == 5, proc.stderr
     assert [r["role"] for r in kiln.rows("SELECT role FROM builds ORDER BY id DESC LIMIT 1")] == ["core"]
     assert f"from {base.name}" in proc.stderr, "core starts from the cached server-base tree"
-    after = (base.stat().st_ino, base.stat().st_mtime_ns, (base / "etc/kiln-base").stat().st_mtime_ns)
-    assert after == before, "the server-base tree was touched"
+    assert etc_stamp(base) == before, "the server-base tree was touched"
+    assert not mounts_under(kiln.state)
 
     # The old core layer is listed with its size, then removed; the current ones stay.
     listing = kiln.doit("prune", *LOCAL, "keep=1").stdout
@@ -76,7 +92,9 @@ FAILING = """---
 """
 
 
-def test_failing_playbook_leaves_no_row_and_keeps_the_layer_only_with_debug(kiln: Kiln, rootfs_cache: Path) -> None:
+def test_failing_playbook_leaves_no_row_and_keeps_the_layer_only_with_debug(
+    kiln: Kiln, rootfs_cache: Path, layer_mode: str
+) -> None:
     seed_rootfs(kiln, rootfs_cache)
     (kiln.root / "provision/ansible/failing.yml").write_text(FAILING)
     args = ("server-base", *LOCAL, "playbook=provision/ansible/failing.yml")
@@ -90,10 +108,16 @@ def test_failing_playbook_leaves_no_row_and_keeps_the_layer_only_with_debug(kiln
 
     proc = kiln.doit(*args, "debug=1", code=1)
     kept = next(p for p in layers.iterdir() if p.name.startswith("failed-server-base"))
-    assert (kept / "etc/written-before-failing").exists()
-    assert f"enter it with: chroot {kept} /bin/bash" in proc.stderr
+    with layer_view(kept) as tree:
+        assert (tree / "etc/written-before-failing").exists()
     rerun = next(line for line in proc.stderr.splitlines() if "re-run the failing play" in line)
     assert "--start-at-task 'Fail on purpose'" in rerun and "-vvv" in rerun
+    if layer_mode == "overlay":
+        assert (kept / "upper/etc/written-before-failing").exists(), "the failed play's write is in its upper"
+        enter = f"enter it with: doit shell server-base provider=local distro=debian-12 image={kept.name}"
+        assert enter in proc.stderr and f"-i {kept / 'root'}," in rerun and "while that shell is open" in rerun
+    else:
+        assert f"enter it with: chroot {kept} /bin/bash" in proc.stderr
     assert not kiln.rows("SELECT * FROM images WHERE role='server-base'")
     assert not mounts_under(kiln.state)
     # Listed and removed by prune, never left to fill the disk.
@@ -138,7 +162,7 @@ SLOW = """---
 """
 
 
-def test_ctrl_c_during_a_play_leaves_no_layer_mount_or_process(kiln: Kiln, rootfs_cache: Path) -> None:
+def test_ctrl_c_during_a_play_leaves_no_layer_mount_or_process(kiln: Kiln, rootfs_cache: Path, layer_mode: str) -> None:
     seed_rootfs(kiln, rootfs_cache)
     (kiln.root / "provision/ansible/slow.yml").write_text(SLOW)
     proc = start(kiln, {}, "server-base", *LOCAL, "playbook=provision/ansible/slow.yml")

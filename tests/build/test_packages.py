@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from conftest import Kiln, failure_line, seed_rootfs
+from conftest import Kiln, failure_line, layer_view, seed_rootfs
 
 LOCAL = ("provider=local", "distro=debian-12")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provider=local needs root")
@@ -44,7 +44,8 @@ def test_packages_is_cyclonedx_and_diff_names_an_added_package(kiln: Kiln, rootf
     assert doc["serialNumber"].startswith("urn:uuid:") and doc["metadata"]["component"]["version"] == core
     assert {c["type"] for c in doc["components"]} == {"library"}
     listed = {c["name"]: c["version"] for c in doc["components"]}
-    assert listed == dpkg_listed(kiln.state / "local/layers" / core)
+    with layer_view(kiln.state / "local/layers" / core) as tree:
+        assert listed == dpkg_listed(tree)
     bash = next(c for c in doc["components"] if c["name"] == "bash")
     assert bash["purl"].startswith(f"pkg:deb/debian/bash@{quote(bash['version'], safe='')}?arch=")
     assert any("%3A" in c["purl"] for c in doc["components"] if ":" in c["version"]), "epochs are percent-encoded"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from ansible_content import ANSIBLE, ordinary_layout, write
-from conftest import Kiln, seed_rootfs
+from conftest import Kiln, layer_view, seed_rootfs
 
 LOCAL = ("provider=local", "distro=debian-12")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="provider=local needs root")
@@ -55,11 +55,11 @@ def test_the_audit_names_a_file_the_play_read_that_is_no_input(kiln: Kiln, rootf
     assert "missed   provision/data/hidden.txt" in kiln.doit("why", "core", *LOCAL).stdout
 
     # The play really used what the manifest says it reads: filters, the collection, the role.
-    tree = kiln.state / "local/layers" / kiln.current("core", "local")
-    assert (tree / "etc/kiln-banner").read_text() == "WELCOME\n"
-    assert (tree / "etc/kiln-hello").read_text() == "HELLO!\n"
-    assert (tree / "etc/app.conf").read_text() == "port = 8080\n"
-    assert (tree / "etc/kiln-tuned").is_file() and (tree / "etc/kiln-extra").is_file()
+    with layer_view(kiln.state / "local/layers" / kiln.current("core", "local")) as tree:
+        assert (tree / "etc/kiln-banner").read_text() == "WELCOME\n"
+        assert (tree / "etc/kiln-hello").read_text() == "HELLO!\n"
+        assert (tree / "etc/app.conf").read_text() == "port = 8080\n"
+        assert (tree / "etc/kiln-tuned").is_file() and (tree / "etc/kiln-extra").is_file()
     # And the audit saw those reads (it is not blind): core's log has them beside it.
     reads = next((kiln.state / "logs").rglob("core/*.reads")).read_text()
     for rel in ("vars/core.yml", "templates/app.conf.j2", "files/motd.txt", "filter_plugins/shout.py"):
