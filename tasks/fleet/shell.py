@@ -67,7 +67,8 @@ def shell_command(run: Context, pos: list[str], image: str) -> str:
         image = str(row["image_id"])
     layer: Path = provider.tree(image)
     if "/" in image or not layer.is_dir():
-        known = sorted(p.name for p in provider.layers.iterdir() if p.is_dir() and p.name.startswith((role, "failed-")))
+        here = sorted(provider.layers.iterdir()) if provider.layers.is_dir() else []
+        known = [p.name for p in here if p.is_dir() and p.name.startswith((role, f"failed-{role}"))]
         raise KilnError(f"variable image: no layer {image!r} in {provider.layers}; layers of {role}: {', '.join(known) or '(none)'}")
     from tasks.providers.layer_stack import is_overlay
 

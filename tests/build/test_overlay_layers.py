@@ -176,3 +176,21 @@ def test_a_syntax_finding_beside_the_play_stops_the_build_before_the_commit(kiln
     assert not kiln.rows("SELECT * FROM images WHERE role='core'"), "a layer was recorded"
     assert not [p for p in (kiln.state / "local/layers").iterdir() if "core" in p.name], "a core layer was left"
     nothing_left(kiln)
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("core", "provider=sandbox", "region=us-east-1"), ["variable provider", "provider=local, not sandbox"]),
+        (("core", *LOCAL), ["no current layer", "build it first: doit core provider=local distro=debian-12"]),
+        (("core", *LOCAL, "image=core-nope"), ["variable image", "'core-nope'", "layers of core: (none)"]),
+        (("core", *LOCAL, "image=../etc"), ["variable image", "'../etc'"]),
+        (LOCAL, ["name one role", "roles: base-vmi, core"]),
+        (("nope", *LOCAL), ["'nope' is not a role", "roles: base-vmi, core"]),
+    ],
+)
+def test_shell_mistakes_are_one_line(kiln: Kiln, args: tuple[str, ...], words: list[str]) -> None:
+    proc = kiln.doit("shell", *args, code=3)
+    line = failure_line(proc.stderr, words[0])
+    assert line.startswith("kiln: shell: ") and all(w in line for w in words), line
+    assert not mounts_under(kiln.state)
