@@ -4,6 +4,7 @@ files do nothing; Ctrl-C stops cleanly (exit 130), also in the middle of a run."
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -12,7 +13,8 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import Kiln, failure_line, leftovers, one_line_error
+import pytest
+from conftest import Kiln, failure_line, leftovers, mounts_under, one_line_error, seed_rootfs
 
 SANDBOX = ("provider=sandbox", "region=us-east-1")
 
@@ -118,6 +120,27 @@ def test_a_saved_playbook_rebuilds_its_role_only_and_ctrl_c_stops(kiln: Kiln) ->
     assert code == 130, w.text()
     assert "Traceback" not in "".join(w.err), w.text()
     assert w.err[-1] == "kiln: watch: stopped watching core\n", w.text()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="provider=local needs root")
+def test_a_save_on_provider_local_shows_the_play_and_builds_one_layer(kiln: Kiln, rootfs_cache: Path) -> None:
+    seed_rootfs(kiln, rootfs_cache)
+    w = Watching(kiln, "core", "provider=local", "distro=debian-12")
+    try:
+        w.wait_for(r"^kiln: run finished \(exit 0\)", timeout=900)
+        assert kiln.builds() == 3, w.text()
+        kiln.edit("provision/ansible/core.yml", "# a save\n")
+        w.wait_for(r"^kiln: provision/ansible/core.yml changed: running doit core provider=local distro=debian-12$")
+        # The play's own output streams to the terminal as it runs, labelled with the image.
+        w.wait_for(r"^\[core/debian-12/local\] PLAY \[Core services image\]", n=2, where="out")
+        w.wait_for(r"^kiln: run finished \(exit 0\)", n=2)
+        assert kiln.builds() == 4, w.text()
+        assert [r["role"] for r in kiln.rows("SELECT role FROM builds ORDER BY id")][-1] == "core"
+        assert not mounts_under(kiln.state), "a mount was left between runs"
+    finally:
+        code = w.stop()
+    assert code == 130, w.text()
+    assert not mounts_under(kiln.state)
 
 
 def test_ctrl_c_during_a_run_stops_the_build_first(kiln: Kiln) -> None:
