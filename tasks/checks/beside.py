@@ -63,6 +63,7 @@ def start(
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            errors="replace",  # Ansible echoes the playbook's bytes; any of them must not stop kiln
             start_new_session=True,  # Ctrl-C reaches the play; kiln ends the check itself
         )
         checks.running.append((playbook, checked, proc))
